@@ -1,0 +1,2 @@
+"""gandistill: compress GAN generators by knowledge distillation."""
+__version__ = "0.1.0"

@@ -1,0 +1,206 @@
+"""Weights people load (config.json + model.safetensors) and resumable training state (atomic writes).
+
+Nothing here unpickles code: weights come from safetensors, resumable state through
+``torch.load(weights_only=True)``, which admits tensors and plain Python containers only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .config import FORMAT_VERSION, MODEL_CONFIGS
+from .models import KINDS, build_model, kind_of
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+# --- atomic files ---------------------------------------------------------------------------------------
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, fsync, then rename onto ``path``: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    atomic_write(path, write)
+
+
+# --- save_pretrained / from_pretrained -----------------------------------------------------------------
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``config.json`` (family, kind, config, lineage) and ``model.safetensors`` into ``directory``."""
+    directory = Path(directory)
+    kind = kind_of(model)
+    meta = {
+        "gandistill_format": FORMAT_VERSION,
+        "gandistill_version": __version__,
+        "family": model.family,
+        "kind": kind,
+        "config": model.config.to_dict(),
+        "lineage": getattr(model, "lineage", None),
+    }
+    if extra:
+        meta["extra"] = extra
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # config.json goes last: a directory without it is visibly incomplete, never half-valid
+    if (directory / CONFIG_NAME).exists():
+        (directory / CONFIG_NAME).unlink()
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(
+        state, tmp, metadata={"family": model.family, "kind": kind, "gandistill_version": __version__}))
+    write_json(directory / CONFIG_NAME, meta)
+    return directory
+
+
+def save_gan(generator: nn.Module, discriminator: nn.Module | None, directory: str | os.PathLike) -> Path:
+    """A GAN directory: ``generator/`` and, when given, ``discriminator/``."""
+    directory = Path(directory)
+    save_pretrained(generator, directory / "generator")
+    if discriminator is not None:
+        save_pretrained(discriminator, directory / "discriminator")
+    return directory
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    """The parsed and checked ``config.json`` of a model directory."""
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.exists():
+        raise FileNotFoundError(f"{directory}: no such directory")
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: expected a model directory (config.json + model.safetensors), got a file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (not a gandistill model directory?)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    version = meta.get("gandistill_format")
+    if not isinstance(version, int):
+        raise ValueError(f"{path}: no gandistill_format field (not a gandistill model?)")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {version} is newer than this gandistill supports "
+                         f"({FORMAT_VERSION}); upgrade gandistill")
+    family = meta.get("family")
+    if family not in MODEL_CONFIGS:
+        raise ValueError(f"{path}: unknown family {family!r}; known: {', '.join(sorted(MODEL_CONFIGS))}")
+    if meta.get("kind") not in KINDS:
+        raise ValueError(f"{path}: kind must be one of {', '.join(KINDS)}, got {meta.get('kind')!r}")
+    try:
+        meta["config_obj"] = MODEL_CONFIGS[family].from_dict(meta.get("config", {}))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: bad config: {e}") from None
+    return meta
+
+
+def resolve_model_dir(path: str | os.PathLike, kind: str | None = "generator") -> Path:
+    """A model directory, or the ``generator/``/``discriminator/`` part of a GAN directory."""
+    path = Path(path)
+    kind = kind or "generator"
+    if path.is_dir() and not (path / CONFIG_NAME).exists() and (path / kind).is_dir():
+        return path / kind
+    return path
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file, with one clear error for a missing, empty or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+
+
+def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map_location: str = "cpu") -> nn.Module:
+    """Rebuild a saved model (eval mode). ``path`` is a model directory or a GAN directory.
+
+    ``kind`` checks what the directory holds (None accepts any kind).
+    """
+    directory = resolve_model_dir(path, kind)
+    meta = read_config(directory)
+    if kind is not None and meta["kind"] != kind:
+        raise ValueError(f"{directory}: holds a {meta['kind']}, expected a {kind}")
+    model = build_model(meta["kind"], meta["family"], meta["config_obj"])
+    state = load_weights(directory / WEIGHTS_NAME)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{directory / WEIGHTS_NAME}: weights do not match config.json "
+                         f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                         f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise ValueError(f"{directory / WEIGHTS_NAME}: {name} has shape {list(tensor.shape)}, "
+                             f"config.json implies {list(expected[name].shape)}")
+    model.load_state_dict(state)
+    model.lineage = meta.get("lineage")
+    model.source = str(directory)
+    return model.to(map_location).eval()
+
+
+def load_gan(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, nn.Module | None]:
+    """(generator, discriminator or None) from a GAN directory, or (generator, None) from a generator dir."""
+    path = Path(path)
+    generator = from_pretrained(path, "generator", map_location)
+    disc_dir = path / "discriminator"
+    discriminator = from_pretrained(disc_dir, "discriminator", map_location) if disc_dir.is_dir() else None
+    return generator, discriminator
+
+
+# --- resumable state -----------------------------------------------------------------------------------
+
+def save_state(state: dict, path: str | os.PathLike) -> None:
+    """Write a resumable training state atomically (tensors and plain containers only)."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | os.PathLike, map_location: str = "cpu") -> dict:
+    """Read a resumable state without running code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no resumable state here")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty state file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle raises many kinds; one clear line for all
+        raise ValueError(f"{path}: unreadable or unsafe state file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None

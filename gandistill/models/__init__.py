@@ -1,0 +1,60 @@
+"""Model families: one file per family with its generator and discriminator together."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import MODEL_CONFIGS, model_config
+from ..registry import Registry
+from .classifier import FashionCNN
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+GENERATORS: Registry[type[nn.Module]] = Registry("generator family")
+DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator family")
+GENERATORS.register("dcgan", DCGANGenerator)
+GENERATORS.register("stylegan2", StyleGAN2Generator)
+DISCRIMINATORS.register("dcgan", DCGANDiscriminator)
+DISCRIMINATORS.register("stylegan2", StyleGAN2Discriminator)
+CLASSIFIERS: Registry[type[nn.Module]] = Registry("classifier family")
+CLASSIFIERS.register("fmnist-cnn", FashionCNN)
+KINDS = {"generator": GENERATORS, "discriminator": DISCRIMINATORS, "classifier": CLASSIFIERS}
+
+
+def _config(family: str, config):
+    if config is None or isinstance(config, dict):
+        return model_config(family, **(config or {}))
+    if type(config) is not MODEL_CONFIGS.get(family):
+        raise ValueError(f"config of type {type(config).__name__} does not fit family {family!r}")
+    return config
+
+
+def build_generator(family: str, config=None, **kwargs) -> nn.Module:
+    """A generator of ``family``; pass a config dataclass or its fields as keywords."""
+    cls = GENERATORS.get(family)
+    return cls(_config(family, config if config is not None else kwargs))
+
+
+def build_discriminator(family: str, config=None, **kwargs) -> nn.Module:
+    """A discriminator of ``family``; pass a config dataclass or its fields as keywords."""
+    cls = DISCRIMINATORS.get(family)
+    return cls(_config(family, config if config is not None else kwargs))
+
+
+def build_model(kind: str, family: str, config=None, **kwargs) -> nn.Module:
+    """A model of ``kind`` ("generator", "discriminator" or "classifier") and ``family``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    cls = KINDS[kind].get(family)
+    return cls(_config(family, config if config is not None else kwargs))
+
+
+def kind_of(model: nn.Module) -> str:
+    """"generator", "discriminator" or "classifier"."""
+    for kind, registry in KINDS.items():
+        if isinstance(model, tuple(registry.get(f) for f in registry)):
+            return kind
+    raise ValueError(f"{type(model).__name__} is not a gandistill generator, discriminator or classifier")
+
+
+__all__ = ["GENERATORS", "DISCRIMINATORS", "CLASSIFIERS", "KINDS", "build_generator", "build_discriminator",
+           "build_model", "kind_of"]

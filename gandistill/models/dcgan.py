@@ -1,0 +1,122 @@
+"""DCGAN generator and discriminator (Radford et al. 2016), 32x32 or 64x64, 1 or 3 channels."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..config import DCGANConfig, scaled
+from .layers import ChannelGroup
+
+
+def _hidden_channels(config: DCGANConfig) -> dict[int, int]:
+    """Resolution -> channels of the generator block producing it (discriminator mirrors it)."""
+    b = config.base_channels
+    mult = {4: 8, 8: 4, 16: 2, 32: 1} if config.resolution == 64 else {4: 4, 8: 2, 16: 1}
+    return {res: scaled(b * m, config.width) for res, m in mult.items()}
+
+
+class _GBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, first: bool):
+        super().__init__()
+        # the first block maps z (as a 1x1 map) to 4x4; later blocks double the resolution
+        stride, padding = (1, 0) if first else (2, 1)
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class DCGANGenerator(nn.Module):
+    """z [N, z_dim] -> img [N, C, R, R] in [-1, 1]; taps ``b4``, ``b8``, ... and ``rgb<R>`` (pre-tanh)."""
+
+    family = "dcgan"
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        self.z_dim = config.z_dim
+        channels = _hidden_channels(config)
+        self.resolutions = sorted(channels)
+        blocks, prev = [], config.z_dim
+        for i, res in enumerate(self.resolutions):
+            blocks.append(_GBlock(prev, channels[res], first=i == 0))
+            prev = channels[res]
+        self.blocks = nn.ModuleList(blocks)
+        self.to_img = nn.ConvTranspose2d(prev, config.channels, 4, 2, 1)
+        self.taps = tuple(f"b{r}" for r in self.resolutions) + (f"rgb{config.resolution}",)
+        self.lineage: dict | None = None
+        self.apply(_dcgan_init)
+
+    def forward_features(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        feats = {}
+        x = z[:, :, None, None]
+        for res, block in zip(self.resolutions, self.blocks):
+            x = block(x)  # [N, C_res, res, res]
+            feats[f"b{res}"] = x
+        x = self.to_img(x)
+        feats[f"rgb{self.config.resolution}"] = x
+        return torch.tanh(x), feats
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(z)[0]
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        groups = []
+        for i, res in enumerate(self.resolutions):
+            p = f"blocks.{i}"
+            nxt = f"blocks.{i + 1}.conv.weight" if i + 1 < len(self.blocks) else "to_img.weight"
+            members = [(f"{p}.conv.weight", 1)] + [(f"{p}.bn.{n}", 0) for n in
+                                                   ("weight", "bias", "running_mean", "running_var")]
+            members.append((nxt, 0))  # ConvTranspose2d weight is [in, out, k, k]
+            groups.append(ChannelGroup(f"b{res}", (f"{p}.conv.weight", 1), tuple(members)))
+        return groups
+
+
+class DCGANDiscriminator(nn.Module):
+    """img [N, C, R, R] -> logits [N]; taps ``d<res>`` after each strided convolution."""
+
+    family = "dcgan"
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        channels = _hidden_channels(config)
+        sn = spectral_norm if config.spectral_norm else (lambda m: m)
+        convs, prev, self.tap_resolutions = [], config.channels, []
+        res = config.resolution
+        for r in sorted(channels, reverse=True):  # 16, 8, 4 for 32x32 input
+            convs.append(sn(nn.Conv2d(prev, channels[r], 4, 2, 1)))
+            prev, res = channels[r], res // 2
+            self.tap_resolutions.append(res)
+        self.convs = nn.ModuleList(convs)
+        self.out = sn(nn.Conv2d(prev, 1, 4, 1, 0))
+        self.taps = tuple(f"d{r}" for r in self.tap_resolutions)
+        self.lineage: dict | None = None
+        self.apply(_dcgan_init)
+
+    def forward_features(self, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        feats = {}
+        x = img
+        for res, conv in zip(self.tap_resolutions, self.convs):
+            x = F.leaky_relu(conv(x), 0.2)
+            feats[f"d{res}"] = x
+        return self.out(x).flatten(), feats  # [N]
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(img)[0]
+
+
+def _dcgan_init(m: nn.Module) -> None:
+    # N(0, 0.02) as in the DCGAN paper; spectral norm wraps the weight in a parametrization
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+        nn.init.normal_(weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)

@@ -1,0 +1,89 @@
+"""make_student: a narrower generator of the teacher's family, initialised from the teacher's channels.
+
+The surgery is explicit (after GAN Compression's ``transfer_Conv2d``): per channel group, keep the teacher's
+output channels with the largest L1 filter norm (``l1``), the first k (``prefix``) or none (``random``);
+the kept indices slice the producer's weight, bias and norm statistics and every consumer's input dim.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .models import build_generator, kind_of
+from .registry import Registry
+
+INITS: Registry[str] = Registry("student init")
+for _name, _doc in (("l1", "keep the output channels with the largest L1 filter norm"),
+                    ("prefix", "keep the first k channels"),
+                    ("random", "fresh random initialisation, nothing inherited")):
+    INITS.register(_name, _doc)
+
+
+def _importance(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """L1 norm of each slice of ``t`` along ``dim``."""
+    return t.detach().abs().transpose(0, dim).reshape(t.shape[dim], -1).sum(dim=1)
+
+
+def make_student(teacher: nn.Module, width: float, init: str = "l1", seed: int | None = None) -> nn.Module:
+    """A generator of the teacher's family with every hidden layer's channels times ``width``.
+
+    The kept channel indices (in the teacher's numbering) are recorded per group in
+    ``student.lineage["kept_channels"]`` and saved with the student.
+    """
+    if kind_of(teacher) != "generator":
+        raise ValueError("make_student needs a generator as teacher, got a discriminator")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) \
+            or not 0.0 < width <= 1.0:
+        raise ValueError(f"width must be in (0, 1], got {width!r}")
+    INITS.get(init)
+    if seed is not None:
+        torch.manual_seed(seed)
+
+    config = teacher.config.replace(width=teacher.config.width * float(width))
+    student = build_generator(teacher.family, config)
+    kept: dict[str, list[int]] = {}
+    if init != "random":
+        t_state, s_state = teacher.state_dict(), student.state_dict()
+        index_for: dict[str, dict[int, torch.Tensor]] = {}
+        for t_group, s_group in zip(teacher.channel_groups(), student.channel_groups(), strict=True):
+            name, dim = t_group.score
+            k = s_state[s_group.score[0]].shape[s_group.score[1]]
+            if init == "prefix":
+                idx = torch.arange(k)
+            else:  # sorted, so width 1.0 keeps the teacher's channel order and equals the teacher
+                idx = torch.topk(_importance(t_state[name], dim), k).indices.sort().values
+            kept[t_group.name] = idx.tolist()
+            for member, member_dim in t_group.members:
+                index_for.setdefault(member, {})[member_dim] = idx
+        new_state = {}
+        for name, tensor in t_state.items():
+            for dim, idx in index_for.get(name, {}).items():
+                tensor = tensor.index_select(dim, idx.to(tensor.device))
+            if tensor.shape != s_state[name].shape:
+                raise RuntimeError(f"surgery bug: {name} sliced to {list(tensor.shape)}, "
+                                   f"student needs {list(s_state[name].shape)}")
+            new_state[name] = tensor.clone()
+        student.load_state_dict(new_state)
+        _match_runtime_scales(teacher, student)
+    student.lineage = {
+        "teacher": {"family": teacher.family, "config": teacher.config.to_dict(),
+                    "lineage": getattr(teacher, "lineage", None)},
+        "width": float(width),
+        "init": init,
+        "kept_channels": kept,
+    }
+    return student.train(teacher.training)
+
+
+@torch.no_grad()
+def _match_runtime_scales(teacher: nn.Module, student: nn.Module) -> None:
+    # Equalized-lr layers multiply weights by 1/sqrt(fan_in) at run time; with fewer input channels the
+    # student's factor is larger, so rescale the stored weights to keep the teacher's effective weights.
+    t_modules = dict(teacher.named_modules())
+    for name, s_mod in student.named_modules():
+        t_mod = t_modules.get(name)
+        s_scale, t_scale = getattr(s_mod, "scale", None), getattr(t_mod, "scale", None)
+        if isinstance(s_scale, float) and isinstance(t_scale, float) and s_scale != t_scale:
+            s_mod.weight.mul_(t_scale / s_scale)

@@ -1,0 +1,398 @@
+"""train() and distill(): each one top-down function with its phases marked; shared pieces are helpers.
+
+Both write a run directory: the user-facing weights (safetensors + config.json), ``state.pt`` (everything
+needed to resume: models, EMA, adapters, optimizers, step, every RNG state, the config), ``log.jsonl``
+and ``samples/``. State is written atomically every ``checkpoint_every`` steps, on SIGINT/SIGTERM and at
+the end; a run stopped and resumed ends with the same weights as an uninterrupted one on CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import load_gan, load_state, save_gan, save_pretrained, save_state
+from .config import DistillConfig, TrainConfig
+from .data import BatchSampler, load_dataset
+from .losses import (ADVERSARIAL, adversarial_loss, class_kl_loss, disc_feature_loss, disc_kl_loss,
+                     feature_loss, make_adapters, perceptual_loss, pixel_loss, r1_penalty)
+from .models import build_discriminator, build_generator
+from .samples import save_grid, side_by_side
+from .students import make_student
+
+NUM_FIXED = 32  # latents of the periodic sample grids
+
+
+@dataclass
+class RunResult:
+    """What train() and distill() return."""
+
+    out: Path
+    generator: nn.Module  # the saved generator (EMA when enabled): the teacher for train(), the student for distill()
+    discriminator: nn.Module | None
+    step: int
+    status: str  # "completed" | "interrupted"
+    bad_steps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def student(self) -> nn.Module:
+        return self.generator
+
+
+# --- small shared helpers -----------------------------------------------------------------------------
+
+def _resolve_config(cls, config, overrides: dict):
+    if config is None:
+        return cls(**overrides)
+    if isinstance(config, dict):
+        return cls.from_dict({**config, **overrides})
+    return config.replace(**overrides) if overrides else config
+
+
+def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); starts torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available")
+    if world <= 1:
+        return 0, 1, torch.device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    rank = dist.get_rank()
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device(device)
+
+
+def _sync_grads(modules: list[nn.Module], world: int) -> None:
+    """Average gradients across ranks (what DDP does, without wrapping modules that expose forward_features)."""
+    if world <= 1:
+        return
+    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _sync_buffers(module: nn.Module, world: int) -> None:
+    """Batch-norm statistics differ per rank; take rank 0's so that every rank holds the same model."""
+    if world > 1:
+        for b in module.buffers():
+            dist.broadcast(b, 0)
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    decay = min(decay, (1 + step) / (10 + step))  # warm-up: follow the model closely at first
+    ema_params = [p for p in ema.parameters()]
+    params = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def _rng_state(device: torch.device, **generators: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": list(random.getstate()[1]),
+        "generators": {k: g.get_state() for k, g in generators.items()},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device, **generators: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate((3, tuple(state["python"]), None))
+    for k, g in generators.items():
+        g.set_state(state["generators"][k])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _all_finite(*modules: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for m in modules if m is not None for t in m.state_dict().values()
+               if t.is_floating_point())
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so the state written is a whole step's."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading_main():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class _Log:
+    """JSON lines, one record per log interval; loss sums stay on the device until written (no per-step sync)."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None):
+        self.path, self.enabled = path, enabled
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.t0 = time.perf_counter()
+        if enabled and resume_step is not None and path.exists():
+            # records written after the state we resume from would be duplicated: drop them
+            keep = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line in keep))
+        elif enabled and resume_step is None and path.exists():
+            path.unlink()
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for k, v in terms.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.count += 1
+
+    def write(self, step: int, images: int, **extra) -> dict:
+        elapsed = time.perf_counter() - self.t0
+        record = {"step": step, **{k: round(v.item() / max(self.count, 1), 6) for k, v in self.sums.items()},
+                  "img_per_s": round(images / max(elapsed, 1e-9), 2), **extra}
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.sums, self.count, self.t0 = {}, 0, time.perf_counter()
+        return record
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_out(out: Path, resume: bool, rank: int) -> Path:
+    state_path = out / "state.pt"
+    if resume and not state_path.exists():
+        raise FileNotFoundError(f"{state_path}: nothing to resume (run without --resume to start)")
+    if not resume and state_path.exists():
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(f"{out}: not writable")
+    return state_path
+
+
+def _step_ok(loss: torch.Tensor) -> bool:
+    return bool(torch.isfinite(loss))  # one host sync per step: the price of never applying a NaN update
+
+
+# --- train(): a GAN from scratch -----------------------------------------------------------------------
+
+def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
+    """Train a GAN from scratch; writes ``generator/`` (EMA), ``discriminator/``, state, log and samples."""
+    cfg = _resolve_config(TrainConfig, config, overrides)
+
+    # --- set up: devices, ranks, seeds, output ---
+    rank, world, device = _setup_distributed(cfg.device)
+    out = Path(cfg.out)
+    state_path = _check_out(out, cfg.resume, rank)
+    torch.manual_seed(cfg.seed * 1000 + rank)
+    np.random.seed(cfg.seed * 1000 + rank)
+    random.seed(cfg.seed * 1000 + rank)
+
+    # --- data ---
+    data = load_dataset(cfg.data, cfg.split, cfg.data_root, cfg.resolution, cfg.channels)
+    if cfg.holdout:
+        if cfg.holdout >= len(data):
+            raise ValueError(f"holdout ({cfg.holdout}) must be smaller than the dataset ({len(data)} images)")
+        data = data.subset(0, len(data) - cfg.holdout)
+    sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, rank, world)
+
+    # --- models, EMA, optimizers ---
+    G = build_generator(cfg.family, cfg.model_config()).to(device).train()
+    D = build_discriminator(cfg.family, cfg.model_config(discriminator=True)).to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
+    adv = ADVERSARIAL.get(cfg.loss)
+    z_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 17 + rank)
+    fixed_z = torch.randn(NUM_FIXED, G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    step, bad_total, lr_factor = 0, 0, 1.0
+
+    def capture() -> dict:
+        return {"kind": "train", "config": cfg.to_dict(), "step": step, "bad_steps": bad_total,
+                "lr_factor": lr_factor,
+                "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "sampler": sampler.state_dict(),
+                "rng": _rng_state(device, z=z_gen)}
+
+    def restore(state: dict) -> None:
+        nonlocal step, bad_total, lr_factor
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        if G_ema is not None and state["G_ema"] is not None:
+            G_ema.load_state_dict(state["G_ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"], device, z=z_gen)
+        step, bad_total, lr_factor = int(state["step"]), int(state["bad_steps"]), float(state["lr_factor"])
+
+    def final_g() -> nn.Module:
+        return G_ema if G_ema is not None else G
+
+    def checkpoint() -> None:
+        _sync_buffers(G, world)
+        if rank == 0 and _all_finite(G, D, G_ema):
+            save_state(capture(), state_path)
+
+    # --- resume ---
+    if cfg.resume:
+        state = load_state(state_path, map_location=str(device))
+        _check_resumable(state, cfg, "train", ("family", "resolution", "channels", "base_channels", "width", "d_width"))
+        restore(state)
+    else:
+        checkpoint()  # step 0: the "last good state" that non-finite recovery falls back to
+    log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
+
+    # --- loop ---
+    bad_run = 0
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True,
+               mininterval=1.0, file=sys.stderr)
+    with _StopRequest() as stop:
+        while step < cfg.steps and not stop.requested:
+            real = data.batch(sampler.next(), device)  # [B, C, R, R]
+            z = torch.randn(cfg.batch_size, G.z_dim, device=device, generator=z_gen)
+
+            # discriminator step: real vs G(z).detach(), lazy R1 every r1_every steps
+            with _autocast(device, cfg.amp):
+                fake = G(z)
+                d_loss = adv(D(fake.detach()), D(real))
+                terms = {"d_loss": d_loss}
+                if cfg.r1_gamma > 0 and step % cfg.r1_every == 0:
+                    real_r1 = real.detach().requires_grad_(True)
+                    r1 = r1_penalty(D(real_r1).float(), real_r1)
+                    d_loss = d_loss + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
+                    terms["r1"] = r1
+            # generator step against the discriminator as it was before its update (one G forward per step)
+            D.requires_grad_(False)
+            with _autocast(device, cfg.amp):
+                g_loss = adv(D(fake))
+            D.requires_grad_(True)
+            terms["g_loss"] = g_loss
+
+            if _step_ok(d_loss + g_loss):
+                opt_d.zero_grad(set_to_none=True)
+                opt_g.zero_grad(set_to_none=True)
+                d_loss.backward()
+                g_loss.backward()
+                _sync_grads([D, G], world)
+                opt_d.step()
+                opt_g.step()
+                bad_run = 0
+                step += 1
+                if G_ema is not None:
+                    _ema_update(G_ema, G, cfg.ema_decay, step)
+                log.add(terms)
+            else:
+                bad_run, bad_total = bad_run + 1, bad_total + 1
+                if bad_run >= cfg.max_bad_steps:
+                    bad_kept = bad_total
+                    restore(load_state(state_path, map_location=str(device)))
+                    lr_factor, bad_total, bad_run = lr_factor * 0.5, bad_kept, 0
+                    _set_lrs({opt_g: cfg.g_lr, opt_d: cfg.d_lr}, lr_factor)
+                    _report_recovery(bar, step, lr_factor, rank)
+                continue
+            bar.update(1)
+
+            # --- bookkeeping: log, samples, snapshots, state ---
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                record = log.write(step, log.count * cfg.batch_size * world, bad_steps=bad_total)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("d_loss", "g_loss")}
+                                | {"img/s": f"{record['img_per_s']:.0f}"})
+            if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
+                with torch.no_grad():
+                    save_grid(final_g().eval()(fixed_z), out / "samples" / f"step{step:07d}.png", nrow=8)
+                G.train()
+            if rank == 0 and cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                save_pretrained(final_g(), out / "snapshots" / f"step{step:07d}")
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+    bar.close()
+
+    # --- finish: state, weights for people ---
+    checkpoint()
+    status = "completed" if step >= cfg.steps else "interrupted"
+    final = final_g()
+    if rank == 0 and status == "completed":
+        save_gan(final, D, out)
+    return RunResult(out, final.eval(), D, step, status, bad_total)
+
+
+def _check_resumable(state: dict, cfg, kind: str, same: tuple[str, ...]) -> None:
+    if state.get("kind") != kind:
+        raise ValueError(f"state.pt holds a {state.get('kind')!r} run, not a {kind!r} run")
+    saved = state["config"]
+    diff = [k for k in same if saved.get(k) != getattr(cfg, k)]
+    if diff:
+        raise ValueError(f"cannot resume: {', '.join(f'{k}={saved.get(k)!r}' for k in diff)} in the saved run "
+                         f"differ from this command's; resume with the original settings")
+
+
+def _set_lrs(base_lrs: dict, factor: float) -> None:
+    for opt, lr in base_lrs.items():
+        for group in opt.param_groups:
+            group["lr"] = lr * factor
+
+
+def _report_recovery(bar, step: int, lr_factor: float, rank: int) -> None:
+    """After too many non-finite steps in a row the caller reloaded the last good state: say so."""
+    bar.n = step
+    bar.refresh()
+    if rank == 0:
+        bar.write(f"non-finite losses: reloaded the last good state (step {step}); "
+                  f"learning rates now x{lr_factor:g} of the configured ones")
