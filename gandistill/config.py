@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 FORMAT_VERSION = 1
@@ -179,7 +179,10 @@ class TrainConfig(ConfigMixin):
         _check(self.loss in ("hinge", "nonsat", "lsgan"), "loss", f"must be hinge, nonsat or lsgan, got {self.loss!r}")
         _check(self.split in ("train", "test"), "split", f"must be train or test, got {self.split!r}")
         _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
-        # the model config validates its own fields (resolution, channels, widths)
+        for name in ("width", "d_width"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and 0.0 < value <= 1.0, name, f"must be in (0, 1], got {value!r}")
+        # the model config validates its own fields (resolution, channels)
         self.model_config()
         self.model_config(discriminator=True)
 
@@ -278,3 +281,82 @@ class ClassifierConfig(ConfigMixin):
 
 
 MODEL_CONFIGS["fmnist-cnn"] = ClassifierConfig
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig(ConfigMixin):
+    """``train_classifier()``: the Fashion-MNIST CNN behind the ``fmnist-cnn`` feature extractor."""
+
+    out: str = "runs/fmnist-cnn"
+    data: str = "fashion-mnist"
+    data_root: str | None = None
+    width: int = 32
+    feature_dim: int = 256
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05  # SGD with Nesterov momentum; cosine decay after one warm-up epoch
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    augment: bool = True  # random horizontal flips and shifts of up to 2 pixels
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    def __post_init__(self):
+        for name in ("width", "feature_dim", "epochs", "batch_size", "seed", "num_threads"):
+            _check_type(self, name, int)
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing"):
+            _check_type(self, name, float)
+        _check_type(self, "augment", bool)
+        _check_positive(self, ("width", "feature_dim", "epochs", "batch_size", "lr"))
+        _check_positive(self, ("weight_decay", "seed", "num_threads"), allow_zero=True)
+        _check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class EvalConfig(ConfigMixin):
+    """``evaluate()``: one protocol shared by every generator evaluated together."""
+
+    dataset: str = "fashion-mnist"
+    split: str = "test"
+    metrics: tuple[str, ...] = ("fid", "kid", "is")
+    extractor: str = "fmnist-cnn"
+    num_samples: int = 10_000
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 200
+    data_root: str | None = None
+    paired: int = 1000  # latents for PSNR/SSIM/feature distance of a student against its teacher (0 = off)
+
+    def __post_init__(self):
+        if isinstance(self.metrics, (list, str)):
+            object.__setattr__(self, "metrics", tuple([self.metrics] if isinstance(self.metrics, str)
+                                                      else self.metrics))
+        for name in ("num_samples", "seed", "batch_size", "paired"):
+            _check_type(self, name, int)
+        _check_positive(self, ("num_samples", "batch_size"))
+        _check_positive(self, ("seed", "paired"), allow_zero=True)
+        bad = [m for m in self.metrics if m not in ("fid", "kid", "is")]
+        _check(not bad and len(self.metrics) > 0, "metrics", f"must be a non-empty subset of fid, kid, is; got {bad}")
+        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class ProfileConfig(ConfigMixin):
+    """``profile()``: latency at batch 1 and throughput at a large batch, warm-up runs excluded."""
+
+    device: str = "cpu"
+    latency_runs: int = 50
+    throughput_batch: int = 64
+    throughput_runs: int = 10
+    warmup: int = 5
+
+    def __post_init__(self):
+        for name in ("latency_runs", "throughput_batch", "throughput_runs", "warmup"):
+            _check_type(self, name, int)
+        _check_positive(self, ("latency_runs", "throughput_batch", "throughput_runs"))
+        _check_positive(self, ("warmup",), allow_zero=True)
+        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")

@@ -48,7 +48,7 @@ class ImageData:
         x = self.images[index].to(device, non_blocking=True)
         return x.float().div_(127.5).sub_(1.0)
 
-    def subset(self, start: int, stop: int) -> "ImageData":
+    def subset(self, start: int, stop: int) -> ImageData:
         return ImageData(self.images[start:stop], self.labels[start:stop], f"{self.name}[{start}:{stop}]")
 
 

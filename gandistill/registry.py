@@ -1,7 +1,8 @@
 """One small name -> object registry; the CLI's choices come from these."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

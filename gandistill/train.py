@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import random
 import signal
@@ -29,8 +28,18 @@ from tqdm import tqdm
 from .checkpoint import load_gan, load_state, save_gan, save_pretrained, save_state
 from .config import DistillConfig, TrainConfig
 from .data import BatchSampler, load_dataset
-from .losses import (ADVERSARIAL, adversarial_loss, class_kl_loss, disc_feature_loss, disc_kl_loss,
-                     feature_loss, make_adapters, perceptual_loss, pixel_loss, r1_penalty)
+from .losses import (
+    ADVERSARIAL,
+    adversarial_loss,
+    class_kl_loss,
+    disc_feature_loss,
+    disc_kl_loss,
+    feature_loss,
+    make_adapters,
+    perceptual_loss,
+    pixel_loss,
+    r1_penalty,
+)
 from .models import build_discriminator, build_generator
 from .samples import save_grid, side_by_side
 from .students import make_student
@@ -111,7 +120,7 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
     ema_params = [p for p in ema.parameters()]
     params = [p.detach() for p in model.parameters()]
     torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
+    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=False):
         b_ema.copy_(b)
 
 
@@ -223,6 +232,8 @@ def _check_out(out: Path, resume: bool, rank: int) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         if not os.access(out, os.W_OK):
             raise PermissionError(f"{out}: not writable")
+    if dist.is_initialized():
+        dist.barrier()  # every rank has checked before rank 0 writes the step-0 state
     return state_path
 
 
@@ -396,3 +407,236 @@ def _report_recovery(bar, step: int, lr_factor: float, rank: int) -> None:
     if rank == 0:
         bar.write(f"non-finite losses: reloaded the last good state (step {step}); "
                   f"learning rates now x{lr_factor:g} of the configured ones")
+
+
+# --- distill(): teacher -> student -----------------------------------------------------------------------
+
+def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResult:
+    """Distill a ``width``-times narrower student from a frozen teacher; writes ``student/`` (EMA when enabled).
+
+    Teacher and student see the same z every step. Loss terms (weight 0 turns one off): pixel, feature
+    (student taps -> 1x1 adapters -> teacher taps), disc_feature and disc_kl (on the teacher's frozen
+    discriminator), perceptual and class_kl (on a classifier), adversarial (a discriminator that starts
+    from the teacher's and keeps training; real images are data, or teacher images when ``data="none"``).
+    """
+    from .checkpoint import from_pretrained
+
+    cfg = _resolve_config(DistillConfig, config, overrides)
+
+    # --- set up: devices, ranks, seeds, output ---
+    rank, world, device = _setup_distributed(cfg.device)
+    out = Path(cfg.out)
+    state_path = _check_out(out, cfg.resume, rank)
+    torch.manual_seed(cfg.seed * 1000 + rank)
+    np.random.seed(cfg.seed * 1000 + rank)
+    random.seed(cfg.seed * 1000 + rank)
+
+    # --- load the teacher (frozen: eval mode, no grad) and its discriminator ---
+    teacher, teacher_d = load_gan(cfg.teacher, map_location=str(device))
+    teacher.eval().requires_grad_(False)
+    if hasattr(teacher, "set_noise_mode"):
+        teacher.set_noise_mode("const")  # same z -> same image, for teacher and student alike
+
+    # --- the student, initialised from the teacher's most important channels ---
+    student = make_student(teacher, cfg.width, cfg.init, seed=cfg.seed).to(device).train()
+    if hasattr(student, "set_noise_mode"):
+        student.set_noise_mode("const")
+    student_ema = copy.deepcopy(student).eval().requires_grad_(False) if cfg.ema else None
+
+    # --- discriminators: a frozen one for disc_feature / disc_kl, a trained one for the adversarial term ---
+    need_d_kd = cfg.disc_feature > 0 or cfg.disc_kl > 0
+    if teacher_d is None and (need_d_kd or cfg.adversarial > 0):
+        if need_d_kd:
+            raise ValueError(f"{cfg.teacher} has no discriminator/; disc_feature and disc_kl need the teacher's "
+                             "discriminator (pass a GAN directory, or set --disc-feature 0 --disc-kl 0)")
+    D_kd = teacher_d.eval().requires_grad_(False) if teacher_d is not None else None
+    D = None
+    if cfg.adversarial > 0:
+        D = (copy.deepcopy(teacher_d) if teacher_d is not None
+             else build_discriminator(teacher.family, teacher.config)).to(device).train().requires_grad_(True)
+
+    # --- adapters: one 1x1 conv per generator tap, student channels -> teacher channels ---
+    with torch.no_grad():
+        probe = torch.zeros(2, teacher.z_dim, device=device)
+        _, t_probe = teacher.forward_features(probe)
+        _, s_probe = student.forward_features(probe)
+    adapters = make_adapters(s_probe, t_probe).to(device) if cfg.feature > 0 else nn.ModuleDict()
+
+    # --- optional classifier for perceptual / class_kl ---
+    classifier = None
+    if cfg.perceptual > 0 or cfg.class_kl > 0:
+        classifier = from_pretrained(cfg.classifier, kind="classifier", map_location=str(device))
+        classifier.eval().requires_grad_(False)
+
+    # --- data: real images for the discriminator (none: data-free, teacher images count as real) ---
+    data = sampler = None
+    if D is not None and cfg.data != "none":
+        tc = teacher.config
+        data = load_dataset(cfg.data, cfg.split, cfg.data_root, tc.resolution, tc.channels)
+        sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, rank, world)
+
+    # --- optimizers ---
+    opt_g = torch.optim.Adam(list(student.parameters()) + list(adapters.parameters()), lr=cfg.g_lr,
+                             betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2)) if D is not None else None
+    optimizers = {opt_g: cfg.g_lr, **({opt_d: cfg.d_lr} if opt_d is not None else {})}
+    adv = ADVERSARIAL.get(cfg.adv_loss)
+    if cfg.channels_last:
+        for m in (teacher, student, D, D_kd, student_ema):
+            if m is not None:
+                m.to(memory_format=torch.channels_last)
+    z_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 17 + rank)
+    fixed_z = torch.randn(NUM_FIXED, teacher.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    with torch.no_grad():
+        fixed_teacher = teacher(fixed_z)
+    step, bad_total, lr_factor = 0, 0, 1.0
+
+    def capture() -> dict:
+        return {"kind": "distill", "config": cfg.to_dict(), "step": step, "bad_steps": bad_total,
+                "lr_factor": lr_factor, "student": student.state_dict(),
+                "student_ema": student_ema.state_dict() if student_ema is not None else None,
+                "adapters": adapters.state_dict(), "D": D.state_dict() if D is not None else None,
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
+                "sampler": sampler.state_dict() if sampler is not None else None,
+                "rng": _rng_state(device, z=z_gen)}
+
+    def restore(state: dict) -> None:
+        nonlocal step, bad_total, lr_factor
+        student.load_state_dict(state["student"])
+        if student_ema is not None and state["student_ema"] is not None:
+            student_ema.load_state_dict(state["student_ema"])
+        adapters.load_state_dict(state["adapters"])
+        if D is not None:
+            D.load_state_dict(state["D"])
+            opt_d.load_state_dict(state["opt_d"])
+        opt_g.load_state_dict(state["opt_g"])
+        if sampler is not None:
+            sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"], device, z=z_gen)
+        step, bad_total, lr_factor = int(state["step"]), int(state["bad_steps"]), float(state["lr_factor"])
+
+    def final_student() -> nn.Module:
+        return student_ema if student_ema is not None else student
+
+    def checkpoint() -> None:
+        _sync_buffers(student, world)
+        if rank == 0 and _all_finite(student, student_ema, adapters, D):
+            save_state(capture(), state_path)
+
+    # --- resume ---
+    if cfg.resume:
+        state = load_state(state_path, map_location=str(device))
+        _check_resumable(state, cfg, "distill", ("teacher", "width", "init", "feature", "adversarial", "data",
+                                                  "ema"))
+        restore(state)
+    else:
+        checkpoint()
+    log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
+    if rank == 0:
+        save_grid(fixed_teacher, out / "samples" / "teacher.png", nrow=8)
+
+    # --- loop ---
+    bad_run = 0
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"distill w{cfg.width:g}", disable=rank != 0,
+               dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+    with _StopRequest() as stop:
+        while step < cfg.steps and not stop.requested:
+            z = torch.randn(cfg.batch_size, teacher.z_dim, device=device, generator=z_gen)
+
+            # teacher: images and taps for the same z, no graph
+            with torch.no_grad(), _autocast(device, cfg.amp):
+                t_img, t_feats = teacher.forward_features(z)
+                t_dlogits, t_dfeats = D_kd.forward_features(t_img) if need_d_kd else (None, None)
+                t_cls, t_cfeats = classifier.forward_features(t_img) if classifier is not None else (None, None)
+
+            # student: every enabled term against the teacher's
+            with _autocast(device, cfg.amp):
+                s_img, s_feats = student.forward_features(z)
+                terms: dict[str, torch.Tensor] = {}
+                if cfg.pixel > 0:
+                    terms["pixel"] = pixel_loss(s_img, t_img, cfg.pixel_kind)
+                if cfg.feature > 0:
+                    terms["feature"] = feature_loss(s_feats, t_feats, adapters)
+                if need_d_kd:
+                    s_dlogits, s_dfeats = D_kd.forward_features(s_img)
+                    if cfg.disc_feature > 0:
+                        terms["disc_feature"] = disc_feature_loss(s_dfeats, t_dfeats)
+                    if cfg.disc_kl > 0:
+                        terms["disc_kl"] = disc_kl_loss(s_dlogits.float(), t_dlogits.float(), cfg.kl_temperature)
+                if classifier is not None:
+                    s_cls, s_cfeats = classifier.forward_features(s_img)
+                    if cfg.perceptual > 0:
+                        terms["perceptual"] = perceptual_loss(s_cfeats, t_cfeats)
+                    if cfg.class_kl > 0:
+                        terms["class_kl"] = class_kl_loss(s_cls.float(), t_cls.float(), cfg.class_alpha,
+                                                          cfg.class_temperature)
+                if D is not None:
+                    D.requires_grad_(False)
+                    terms["adversarial"] = adversarial_loss(D(s_img), cfg.adv_loss)
+                    D.requires_grad_(True)
+                weights = {"pixel": cfg.pixel, "feature": cfg.feature, "disc_feature": cfg.disc_feature,
+                           "disc_kl": cfg.disc_kl, "perceptual": cfg.perceptual, "class_kl": cfg.class_kl,
+                           "adversarial": cfg.adversarial}
+                total = sum(weights[k] * v.float() for k, v in terms.items())
+                terms["total"] = total
+
+            # discriminator: real (data, or teacher images when data-free) vs the student's images
+            if D is not None:
+                with _autocast(device, cfg.amp):
+                    real = data.batch(sampler.next(), device) if data is not None else t_img
+                    d_loss = adv(D(s_img.detach()), D(real))
+                terms["d_loss"] = d_loss
+                total_check = total + d_loss
+            else:
+                total_check = total
+
+            if _step_ok(total_check):
+                opt_g.zero_grad(set_to_none=True)
+                total.backward()
+                _sync_grads([student, adapters], world)
+                opt_g.step()
+                if D is not None:
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    _sync_grads([D], world)
+                    opt_d.step()
+                bad_run = 0
+                step += 1
+                if student_ema is not None:
+                    _ema_update(student_ema, student, cfg.ema_decay, step)
+                log.add(terms)
+            else:
+                bad_run, bad_total = bad_run + 1, bad_total + 1
+                if bad_run >= cfg.max_bad_steps:
+                    bad_kept = bad_total
+                    restore(load_state(state_path, map_location=str(device)))
+                    lr_factor, bad_total, bad_run = lr_factor * 0.5, bad_kept, 0
+                    _set_lrs(optimizers, lr_factor)
+                    _report_recovery(bar, step, lr_factor, rank)
+                continue
+            bar.update(1)
+
+            # --- bookkeeping: log, samples, state ---
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                record = log.write(step, log.count * cfg.batch_size * world, bad_steps=bad_total)
+                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", "pixel", "adversarial") if k in record}
+                                | {"img/s": f"{record['img_per_s']:.0f}"})
+            if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
+                with torch.no_grad():
+                    s_fixed = final_student().eval()(fixed_z)
+                student.train()
+                save_grid(side_by_side(fixed_teacher, s_fixed, nrow=8), out / "samples" / f"step{step:07d}.png",
+                          nrow=8)
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+    bar.close()
+
+    # --- finish: state, the student for people ---
+    checkpoint()
+    status = "completed" if step >= cfg.steps else "interrupted"
+    final = final_student().eval()
+    if rank == 0 and status == "completed":
+        save_pretrained(final, out / "student", extra={"distill": cfg.to_dict()})
+        if D is not None:
+            save_pretrained(D, out / "discriminator")
+    return RunResult(out, final, D, step, status, bad_total)

@@ -2,6 +2,8 @@
 # The command that trains pretrained/dcgan-fmnist (resumable: rerun to continue after a stop).
 # The last 5000 train images are held out for checkpoint selection by FID (never the test split).
 set -euo pipefail
+# one thread: on a shared 2-core machine two OpenMP threads per process thrash (60% system time seen)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/teacher-dcgan-fmnist}
 RESUME=()
 [ -f "$OUT/state.pt" ] && RESUME=(--resume)

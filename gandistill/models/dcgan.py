@@ -54,7 +54,7 @@ class DCGANGenerator(nn.Module):
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
         feats = {}
         x = z[:, :, None, None]
-        for res, block in zip(self.resolutions, self.blocks):
+        for res, block in zip(self.resolutions, self.blocks, strict=False):
             x = block(x)  # [N, C_res, res, res]
             feats[f"b{res}"] = x
         x = self.to_img(x)
@@ -101,7 +101,7 @@ class DCGANDiscriminator(nn.Module):
     def forward_features(self, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = {}
         x = img
-        for res, conv in zip(self.tap_resolutions, self.convs):
+        for res, conv in zip(self.tap_resolutions, self.convs, strict=False):
             x = F.leaky_relu(conv(x), 0.2)
             feats[f"d{res}"] = x
         return self.out(x).flatten(), feats  # [N]

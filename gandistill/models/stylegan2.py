@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import StyleGAN2Config, scaled
-from .layers import SQRT2, ChannelGroup, EqualConv2d, EqualLinear, ModulatedConv2d, NoiseInjection, minibatch_stddev
+from .layers import (
+    SQRT2,
+    ChannelGroup,
+    EqualConv2d,
+    EqualLinear,
+    ModulatedConv2d,
+    NoiseInjection,
+    minibatch_stddev,
+)
 
 _CHANNEL_MULT = {4: 4, 8: 4, 16: 2, 32: 1, 64: 1}
 
@@ -167,7 +175,7 @@ class StyleGAN2Discriminator(nn.Module):
     def forward_features(self, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = {}
         x = self.fromrgb(img)
-        for r, block in zip(self.resolutions, self.blocks):
+        for r, block in zip(self.resolutions, self.blocks, strict=False):
             feats[f"d{r}"] = x
             x = block(x)
         feats["d4"] = x

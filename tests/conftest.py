@@ -1,0 +1,62 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# tiny configs: every family must pass the shared suite at these sizes in seconds on a CPU
+TINY = {
+    "dcgan": dict(base_channels=8),
+    "stylegan2": dict(base_channels=4, z_dim=16, w_dim=16, mapping_layers=2),
+}
+FAMILIES = sorted(TINY)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_generator(family: str, **kw):
+    from gandistill.models import build_generator
+
+    return build_generator(family, **{**TINY[family], **kw})
+
+
+def tiny_discriminator(family: str, **kw):
+    from gandistill.models import build_discriminator
+
+    return build_discriminator(family, **{**TINY[family], **kw})
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file (unsigned bytes) as Fashion-MNIST ships it, gzip-compressed when path ends in .gz."""
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(data)
+
+
+@pytest.fixture
+def tiny_fmnist(tmp_path: Path) -> Path:
+    """A Fashion-MNIST-shaped dataset: 40 train and 20 test images of 28x28 in IDX gz files."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fmnist"
+    root.mkdir()
+    for prefix, n in (("train", 40), ("t10k", 20)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)))
+    return root
+
+
+@pytest.fixture
+def tiny_gan_dir(tmp_path: Path) -> Path:
+    """A GAN directory (generator/ + discriminator/) of a tiny DCGAN, untrained."""
+    from gandistill.checkpoint import save_gan
+
+    out = tmp_path / "tiny-gan"
+    save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), out)
+    return out

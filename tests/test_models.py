@@ -1,0 +1,170 @@
+"""The shared suite every model family passes (tiny configs, CPU)."""
+import dataclasses
+
+import pytest
+import torch
+
+from gandistill.checkpoint import from_pretrained, save_pretrained
+from gandistill.config import DCGANConfig, StyleGAN2Config
+from gandistill.models import GENERATORS, build_discriminator, build_generator
+from gandistill.students import make_student
+
+from .conftest import FAMILIES, TINY, tiny_discriminator, tiny_generator
+
+
+def test_registry_lists_both_families():
+    assert GENERATORS.names() == ["dcgan", "stylegan2"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
+def test_generator_shape_range_and_taps(family, resolution, channels):
+    g = tiny_generator(family, resolution=resolution, channels=channels).eval()
+    z = torch.randn(3, g.z_dim)
+    img, feats = g.forward_features(z)
+    assert img.shape == (3, channels, resolution, resolution)
+    assert img.min() >= -1 and img.max() <= 1
+    assert tuple(feats) == g.taps
+    # at least one tap per resolution from 4 up to the output
+    sizes = {f.shape[-1] for f in feats.values()}
+    assert {4 * 2**i for i in range(resolution.bit_length() - 3)} <= sizes
+    assert torch.equal(g(z), img)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_discriminator_logits_and_taps(family):
+    d = tiny_discriminator(family, resolution=32)
+    logits, feats = d.forward_features(torch.randn(6, 1, 32, 32))
+    assert logits.shape == (6,)
+    assert tuple(feats) == d.taps and len(feats) >= 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_same_seed_same_model_same_images(family):
+    z = torch.randn(4, TINY[family].get("z_dim", 100))
+    torch.manual_seed(1)
+    a = tiny_generator(family).eval()(z)
+    torch.manual_seed(1)
+    b = tiny_generator(family).eval()(z)
+    torch.manual_seed(2)
+    c = tiny_generator(family).eval()(z)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_save_load_round_trip_is_bit_exact(family, tmp_path):
+    for model in (tiny_generator(family), tiny_discriminator(family)):
+        # make the state non-trivial (BN statistics, spectral-norm vectors move in training mode)
+        model.train()
+        model(torch.randn(4, model.z_dim)) if hasattr(model, "z_dim") else model(torch.randn(4, 1, 32, 32))
+        save_pretrained(model, tmp_path / family)
+        loaded = from_pretrained(tmp_path / family, kind=None)
+        assert type(loaded) is type(model) and loaded.config == model.config
+        a, b = model.state_dict(), loaded.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("init", ["l1", "prefix"])
+def test_width_one_student_equals_teacher(family, init):
+    teacher = tiny_generator(family).eval()
+    student = make_student(teacher, 1.0, init=init).eval()
+    z = torch.randn(5, teacher.z_dim)
+    assert torch.equal(student(z), teacher(z))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_inherited_student_is_closer_than_random(family):
+    teacher = tiny_generator(family, base_channels=16).eval()
+    z = torch.randn(64, teacher.z_dim)
+    t_img = teacher(z)
+    errors = {}
+    for init in ("l1", "prefix", "random"):
+        torch.manual_seed(0)
+        student = make_student(teacher, 0.5, init=init).eval()
+        errors[init] = (student(z) - t_img).square().mean().item()
+    assert errors["l1"] < errors["random"]
+    assert errors["prefix"] < errors["random"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_kept_channel_bookkeeping(family):
+    teacher = tiny_generator(family, base_channels=16)
+    student = make_student(teacher, 0.25)
+    kept = student.lineage["kept_channels"]
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    for t_group, s_group in zip(teacher.channel_groups(), student.channel_groups(), strict=False):
+        idx = kept[t_group.name]
+        name, dim = t_group.score
+        n_teacher = t_state[name].shape[dim]
+        assert len(idx) == s_state[s_group.score[0]].shape[s_group.score[1]] == max(1, round(n_teacher * 0.25))
+        assert idx == sorted(set(idx)) and 0 <= idx[0] and idx[-1] < n_teacher
+        # l1: the kept channels are exactly the top-k by the L1 norm of their filters
+        norms = t_state[name].abs().transpose(0, dim).reshape(n_teacher, -1).sum(1)
+        assert sorted(norms.argsort(descending=True)[:len(idx)].tolist()) == idx
+    assert student.lineage["teacher"]["config"] == teacher.config.to_dict()
+    assert student.config.width == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_student_lineage_survives_save_load(family, tmp_path):
+    student = make_student(tiny_generator(family), 0.5)
+    save_pretrained(student, tmp_path / "s")
+    loaded = from_pretrained(tmp_path / "s")
+    assert loaded.lineage == student.lineage
+    z = torch.randn(2, student.z_dim)
+    assert torch.equal(loaded(z), student.eval()(z))
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(width=0.0), "width"), (dict(width=1.5), "width"), (dict(width=-0.1), "width"),
+    (dict(resolution=48), "resolution"), (dict(channels=2), "channels"), (dict(base_channels=0), "base_channels"),
+    (dict(z_dim=0), "z_dim"), (dict(width="half"), "width"), (dict(bogus=1), "bogus"),
+])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_invalid_config_names_the_field(family, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        build_generator(family, **kwargs)
+    with pytest.raises(ValueError, match=field):
+        build_discriminator(family, **kwargs)
+
+
+def test_unknown_family_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown generator family 'biggan'.*dcgan, stylegan2"):
+        build_generator("biggan")
+
+
+def test_config_objects_are_frozen_and_round_trip():
+    for cfg in (DCGANConfig(width=0.5), StyleGAN2Config(resolution=64)):
+        assert type(cfg).from_dict(cfg.to_dict()) == cfg
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cfg.width = 0.3
+
+
+@pytest.mark.parametrize("width", [0, 1.01, float("nan"), True])
+def test_make_student_rejects_bad_width(width):
+    with pytest.raises(ValueError, match="width"):
+        make_student(tiny_generator("dcgan"), width)
+
+
+def test_make_student_rejects_bad_init_and_discriminator():
+    with pytest.raises(ValueError, match="student init 'best'"):
+        make_student(tiny_generator("dcgan"), 0.5, init="best")
+    with pytest.raises(ValueError, match="generator"):
+        make_student(tiny_discriminator("dcgan"), 0.5)
+
+
+def test_stylegan2_noise_modes():
+    g = tiny_generator("stylegan2")
+    with torch.no_grad():
+        g.conv1["4"].noise.strength.fill_(1.0)
+    z = torch.randn(2, g.z_dim)
+    g.eval()
+    assert torch.equal(g(z), g(z))  # eval: constant noise
+    g.train()
+    assert not torch.equal(g(z), g(z))  # training: fresh noise
+    g.set_noise_mode("const")
+    assert torch.equal(g(z), g(z))
+    with pytest.raises(ValueError, match="noise mode"):
+        g.set_noise_mode("loud")

@@ -1,0 +1,199 @@
+"""Engine: train() and distill() on tiny configs and synthetic data."""
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import gandistill.train as train_mod
+from gandistill.checkpoint import from_pretrained, load_state, save_gan
+from gandistill.config import DistillConfig, TrainConfig
+from gandistill.train import distill, train
+
+from .conftest import TINY, tiny_discriminator, tiny_generator
+
+FAST = dict(data="synthetic", batch_size=8, log_every=5, sample_every=0, checkpoint_every=5)
+
+
+def _teacher_dir(tmp_path, family="dcgan"):
+    out = tmp_path / f"teacher-{family}"
+    if not out.exists():
+        save_gan(tiny_generator(family), tiny_discriminator(family), out)
+    return out
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
+def test_train_writes_a_gan_directory(tmp_path, family):
+    extra = {"r1_gamma": 0.1, "r1_every": 2} if family == "stylegan2" else {}
+    result = train(out=str(tmp_path / "run"), family=family, steps=6, base_channels=TINY[family]["base_channels"],
+                   **{**FAST, "sample_every": 3, **extra})
+    assert result.status == "completed" and result.step == 6
+    g = from_pretrained(tmp_path / "run")
+    assert _states_equal(g.state_dict(), result.generator.state_dict())
+    assert (tmp_path / "run" / "discriminator" / "model.safetensors").exists()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 6]
+    assert {"d_loss", "g_loss", "img_per_s"} <= set(records[0])
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step0000003.png", "step0000006.png"]
+
+
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
+def test_distill_logs_every_term_and_saves_a_student(tmp_path, family):
+    result = distill(teacher=str(_teacher_dir(tmp_path, family)), out=str(tmp_path / "d"), width=0.5, steps=5,
+                     **{**FAST, "sample_every": 5})
+    assert result.status == "completed"
+    student = from_pretrained(tmp_path / "d" / "student")
+    assert student.lineage["width"] == 0.5 and student.config.width == 0.5
+    record = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])
+    for term in ("pixel", "feature", "disc_feature", "disc_kl", "adversarial", "d_loss", "total"):
+        assert term in record and record[term] == record[term]  # present and not NaN
+    assert (tmp_path / "d" / "samples" / "step0000005.png").exists()
+    state = load_state(tmp_path / "d" / "state.pt")
+    assert state["step"] == 5 and state["adapters"] and state["opt_g"]["state"]
+
+
+def test_teacher_is_frozen_and_a_zero_weight_turns_a_term_off(tmp_path):
+    teacher_dir = _teacher_dir(tmp_path)
+    before = from_pretrained(teacher_dir).state_dict()
+    distill(teacher=str(teacher_dir), out=str(tmp_path / "d"), width=0.5, steps=3, feature=0.0, disc_kl=0.0,
+            **FAST)
+    assert _states_equal(before, from_pretrained(teacher_dir).state_dict())
+    record = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])
+    assert "feature" not in record and "disc_kl" not in record and "pixel" in record
+
+
+def test_data_free_distillation(tmp_path):
+    result = distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), steps=3,
+                     **{**FAST, "data": "none"})
+    assert result.status == "completed"
+
+
+@pytest.mark.parametrize("kind", ["train", "distill"])
+def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, kind):
+    teacher = str(_teacher_dir(tmp_path))
+    run = (lambda **kw: train(base_channels=8, **kw)) if kind == "train" else \
+        (lambda **kw: distill(teacher=teacher, width=0.5, **kw))
+    full = run(out=str(tmp_path / "full"), steps=10, **FAST)
+    first = run(out=str(tmp_path / "resumed"), steps=6, **{**FAST, "checkpoint_every": 4})
+    assert first.step == 6
+    resumed = run(out=str(tmp_path / "resumed"), steps=10, resume=True, **{**FAST, "checkpoint_every": 4})
+    assert resumed.step == 10
+    assert _states_equal(full.generator.state_dict(), resumed.generator.state_dict())
+    assert _states_equal(full.discriminator.state_dict(), resumed.discriminator.state_dict())
+    steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert steps == [5, 6, 10]  # no record is duplicated across the resume
+
+
+def test_interrupt_saves_state_and_resume_finishes(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_step_ok = train_mod._step_ok
+
+    def step_ok_then_stop(loss):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), 2)  # SIGINT, as Ctrl-C would send it
+        return real_step_ok(loss)
+
+    monkeypatch.setattr(train_mod, "_step_ok", step_ok_then_stop)
+    result = train(out=str(tmp_path / "r"), base_channels=8, steps=50, **{**FAST, "checkpoint_every": 100})
+    assert result.status == "interrupted" and result.step == 4
+    assert load_state(tmp_path / "r" / "state.pt")["step"] == 4
+    assert not (tmp_path / "r" / "generator").exists()  # no final weights for an unfinished run
+    monkeypatch.setattr(train_mod, "_step_ok", real_step_ok)
+    assert train(out=str(tmp_path / "r"), base_channels=8, steps=6, resume=True, **FAST).step == 6
+
+
+def test_resume_and_fresh_start_are_checked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(out=str(tmp_path / "x"), base_channels=8, steps=2, resume=True, **FAST)
+    train(out=str(tmp_path / "x"), base_channels=8, steps=2, **FAST)
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        train(out=str(tmp_path / "x"), base_channels=8, steps=2, **FAST)
+    with pytest.raises(ValueError, match="cannot resume: base_channels=8"):
+        train(out=str(tmp_path / "x"), base_channels=16, steps=4, resume=True, **FAST)
+
+
+def test_non_finite_steps_are_skipped_and_recovered(tmp_path, monkeypatch):
+    real_pixel = train_mod.pixel_loss
+    calls = {"n": 0}
+
+    def pixel_with_nans(s, t, kind):
+        calls["n"] += 1
+        loss = real_pixel(s, t, kind)
+        # calls 3..6 are NaN: with max_bad_steps=3, three are skipped, then the last good state is reloaded
+        return loss * float("nan") if 3 <= calls["n"] <= 6 else loss
+
+    monkeypatch.setattr(train_mod, "pixel_loss", pixel_with_nans)
+    result = distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), steps=8, max_bad_steps=3,
+                     **FAST)
+    assert result.status == "completed" and result.step == 8
+    assert result.bad_steps == 4
+    assert all(torch.isfinite(p).all() for p in result.generator.parameters())
+    state = load_state(tmp_path / "d" / "state.pt")
+    assert state["lr_factor"] == 0.5
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(DistillConfig().g_lr * 0.5)
+
+
+def test_distill_without_teacher_discriminator(tmp_path):
+    save_gan(tiny_generator("dcgan"), None, tmp_path / "gonly")
+    with pytest.raises(ValueError, match="no discriminator/"):
+        distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "d"), steps=2, **FAST)
+    result = distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "d2"), steps=2, disc_feature=0.0,
+                     disc_kl=0.0, **FAST)
+    assert result.discriminator is not None  # a fresh one for the adversarial term
+
+
+@pytest.mark.parametrize("bad,field", [
+    (dict(steps=-1), "steps"), (dict(width=0.0), "width"), (dict(kl_temperature=0.0), "kl_temperature"),
+    (dict(init="best"), "init"), (dict(batch_size=0), "batch_size"), (dict(adv_loss="wgan"), "adv_loss"),
+    (dict(perceptual=1.0), "classifier"), (dict(device="tpu"), "device"), (dict(g_lr=float("nan")), "g_lr"),
+])
+def test_distill_config_validation(bad, field):
+    with pytest.raises(ValueError, match=field):
+        DistillConfig(**bad)
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="family"):
+        TrainConfig(family="fmnist-cnn")
+    with pytest.raises(ValueError, match="d_width"):
+        TrainConfig(d_width=2.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, teacher, out, results):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    try:
+        result = distill(teacher=teacher, out=out, width=0.5, steps=4, ema=False, **FAST)
+        torch.save({k: v.clone() for k, v in result.generator.state_dict().items()}, f"{results}/rank{rank}.pt")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
+    teacher = str(_teacher_dir(tmp_path))
+    mp.spawn(_ddp_worker, args=(2, _free_port(), teacher, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2)
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert _states_equal(w0, w1)
+    before = from_pretrained(teacher)
+    assert not torch.equal(w0["blocks.0.conv.weight"], before.state_dict()["blocks.0.conv.weight"][:, :w0[
+        "blocks.0.conv.weight"].shape[1]])  # it trained
+    assert (tmp_path / "ddp" / "student" / "model.safetensors").exists()
