@@ -226,6 +226,9 @@ def _check_out(out: Path, resume: bool, rank: int) -> Path:
     state_path = out / "state.pt"
     if resume and not state_path.exists():
         raise FileNotFoundError(f"{state_path}: nothing to resume (run without --resume to start)")
+    if resume and rank == 0:
+        for stale in out.glob(".state.pt.*.tmp"):  # torn by a crash mid-write; state.pt itself is whole
+            stale.unlink()
     if not resume and state_path.exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if rank == 0:

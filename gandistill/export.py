@@ -1,0 +1,533 @@
+"""Deployable generators: safetensors, TorchScript and ONNX, each checked against PyTorch before it counts.
+
+An export is written to a temporary name, loaded back through the runtime that will serve it (``from_pretrained``,
+``torch.jit.load``, onnxruntime), and run on fresh random ``z`` at several batch sizes including 1. Only when the
+largest absolute difference to the eval-mode PyTorch module is within ``atol`` does it move to its final name;
+the check's result is then recorded in ``export.json`` beside it.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import math
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_write,
+    from_pretrained,
+    read_config,
+    save_pretrained,
+    write_json,
+)
+from .models import kind_of
+from .models.layers import NoiseInjection
+from .registry import Registry
+
+ONNX_OPSET = 18  # the lowest opset torch's ONNX exporter implements directly (asking 17 means a lossy conversion)
+METADATA_FILE = "gandistill.json"  # TorchScript extra file holding the metadata
+REPORT_NAME = "export.json"
+INSTALL_HINT = "pip install gandistill[export]"
+DEFAULT_BATCH_SIZES = (1, 2, 7)
+
+Runner = Callable[[np.ndarray], np.ndarray]  # z float32 [N, z_dim] -> the export's output
+
+
+class ExportError(RuntimeError):
+    """An export that could not be written, or that does not match its PyTorch module."""
+
+
+class MissingExtraError(ExportError, ImportError):
+    """A package of the ``export`` extra is not installed."""
+
+
+class ExportArgumentError(ValueError):
+    """A bad argument to ``export`` (the CLI answers it as a usage error, exit code 2)."""
+
+
+def _usage_error(message: str) -> ValueError:
+    return ExportArgumentError(message)
+
+
+def _require(module: str, what: str):
+    """Import ``module`` or fail with the install command of the ``export`` extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtraError(f"{what} needs the '{module}' package ({e}); install it with: {INSTALL_HINT}") \
+            from None
+
+
+# --- the uint8 deployment wrapper ----------------------------------------------------------------------
+
+class UInt8Images(nn.Module):
+    """z [N, z_dim] -> uint8 images [N, H, W, C], ready to save (same rounding as ``data.to_uint8``)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+        self.z_dim = generator.z_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        img = self.generator(z)  # [N, C, H, W] in [-1, 1]
+        return img.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+# --- formats -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """How to write one format to a path and how to run what was written (numpy in, numpy out)."""
+
+    name: str
+    description: str
+    write: Callable[[nn.Module, str, dict], None]  # (eval-mode module, path, metadata)
+    load: Callable[[str], Runner]
+    directory: bool = False  # the export is a directory, not a file
+    uint8: bool = True  # whether --uint8 applies
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format")
+
+
+def _write_safetensors(module: nn.Module, path: str, meta: dict) -> None:
+    save_pretrained(module, path)
+
+
+def _load_safetensors(path: str) -> Runner:
+    model = from_pretrained(path)
+
+    def run(z: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(z)).numpy()
+
+    return run
+
+
+def _write_torchscript(module: nn.Module, path: str, meta: dict) -> None:
+    example = torch.randn(2, module.z_dim)
+    with warnings.catch_warnings():
+        # the shape asserts are checked once at trace time (TracerWarning); TorchScript itself is
+        # deprecated upstream (FutureWarning) but still the format plain-PyTorch deployments load
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(module, example, check_trace=False)  # export() runs its own check
+        torch.jit.save(traced, path, _extra_files={METADATA_FILE: json.dumps(meta)})
+
+
+def _load_torchscript(path: str) -> Runner:
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(path, map_location="cpu")
+    except (RuntimeError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: corrupt or not a TorchScript file ({_first_line(e)})") from None
+
+    def run(z: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(z)).numpy()
+
+    return run
+
+
+def _write_onnx(module: nn.Module, path: str, meta: dict) -> None:
+    onnx = _require("onnx", "ONNX export")
+    _require("onnxscript", "ONNX export")  # torch's exporter translates through onnxscript
+    example = torch.randn(2, module.z_dim)  # not 1: torch.export would specialise the batch dim to it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                module, (example,), None, dynamo=True, opset_version=ONNX_OPSET, verbose=False,
+                input_names=["z"], output_names=["img"],
+                dynamic_shapes={"z": {0: torch.export.Dim("batch")}})
+        except ImportError as e:
+            raise MissingExtraError(f"ONNX export needs a missing package ({e}); install it with: "
+                                    f"{INSTALL_HINT}") from None
+        except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; one line naming the model
+            raise ExportError(f"torch.onnx.export failed on {type(module).__name__}: {_first_line(e)}") from None
+    proto = program.model_proto
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < 17:
+        raise ExportError(f"ONNX exporter produced opset {opset}; gandistill needs >= 17")
+    for key, value in sorted(_flat_metadata(meta).items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, path, save_as_external_data=False)  # one self-contained file
+
+
+def _load_onnx(path: str, threads: int | None = None) -> Runner:
+    session = _onnx_session(path, threads)
+    input_name = session.get_inputs()[0].name
+
+    def run(z: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: z})[0]
+
+    return run
+
+
+FORMATS.register("safetensors", ExportFormat(
+    "safetensors", "a model directory (config.json + model.safetensors) for from_pretrained",
+    _write_safetensors, _load_safetensors, directory=True, uint8=False))
+FORMATS.register("torchscript", ExportFormat(
+    "torchscript", "a traced module for torch.jit.load, no gandistill needed", _write_torchscript, _load_torchscript))
+FORMATS.register("onnx", ExportFormat(
+    "onnx", f"ONNX opset {ONNX_OPSET}, input z [N, z_dim], output img, dynamic batch", _write_onnx, _load_onnx))
+
+
+# --- export --------------------------------------------------------------------------------------------
+
+@dataclass
+class ExportResult:
+    """Where the export went and how it compared with PyTorch (the record also written to export.json)."""
+
+    path: Path
+    format: str
+    report: Path
+    record: dict = field(repr=False)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return self.record["check"]["max_abs_diff"]
+
+    def summary(self) -> str:
+        check = self.record["check"]
+        sizes = ", ".join(str(b) for b in check["batch_sizes"])
+        return (f"check passed: max |{self.format} - pytorch| = {check['max_abs_diff']:.2e} <= {check['atol']:.0e} "
+                f"on fresh z (seed {check['seed']}) at batch sizes {sizes}")
+
+
+def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", out: str | os.PathLike | None = None,
+           uint8: bool = False, atol: float = 1e-4, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+           seed: int | None = None) -> ExportResult:
+    """Export a generator and check it against the PyTorch module (eval mode, float32, CPU) before it counts.
+
+    model: a generator, or a model/GAN directory. format: one of ``FORMATS``. out: the file (torchscript, onnx)
+    or directory (safetensors) to write. uint8: export ``UInt8Images(generator)`` instead (uint8 [N, H, W, C]).
+    atol: largest allowed absolute difference in [-1, 1] image units. seed: of the check's random z (default:
+    fresh, recorded). Raises ExportError when the check fails; nothing is then written under ``out``.
+    """
+    fmt = FORMATS.get(format)
+    if not out:
+        raise _usage_error("out is required: the file (or safetensors directory) to write")
+    out = Path(out)
+    if uint8 and not fmt.uint8:
+        raise _usage_error(f"uint8 applies to torchscript and onnx exports, not {format}")
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not (math.isfinite(atol) and atol > 0):
+        raise _usage_error(f"atol must be a positive number, got {atol!r}")
+    batch_sizes = tuple(batch_sizes)
+    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batch_sizes):
+        raise _usage_error(f"batch_sizes must be positive integers, got {list(batch_sizes)}")
+    if 1 not in batch_sizes:
+        raise _usage_error(f"batch_sizes must include 1 (the batch size exports most often get wrong), "
+                           f"got {list(batch_sizes)}")
+    if fmt.directory and out.exists() and not out.is_dir():
+        raise _usage_error(f"{out}: exists and is a file; a {format} export is a directory")
+    if not fmt.directory and out.is_dir():
+        raise _usage_error(f"{out}: is a directory; a {format} export is a file")
+    if format == "onnx":  # fail before the slow export, with the install command
+        for module in ("onnx", "onnxscript", "onnxruntime"):
+            _require(module, "ONNX export")
+
+    generator = _prepare(model)
+    deployed = UInt8Images(generator).eval() if uint8 else generator
+    meta = export_metadata(generator, format, uint8)
+    seed = secrets.randbits(31) if seed is None else int(seed)
+    check: dict = {}
+
+    def write_and_check(tmp: str) -> None:
+        fmt.write(deployed, tmp, meta)
+        _readable(Path(tmp))  # temporary files are private (0600); deployed files follow the umask
+        check.update(_compare(generator, fmt.load(tmp), uint8, batch_sizes, seed, atol))
+        if not check["passed"]:
+            per_batch = ", ".join(f"batch {b}: {d:.2e}" for b, d in check["per_batch"].items())
+            raise ExportError(f"{format} export does not match PyTorch: max abs difference "
+                              f"{check['max_abs_diff']:.3e} > atol {atol:.0e} ({per_batch}); "
+                              f"nothing written to {out}")
+
+    if fmt.directory:
+        _atomic_directory(out, write_and_check)
+    else:
+        atomic_write(out, write_and_check)
+
+    record = {"format": format, "path": out.name, **_content_digest(out, fmt.directory), "uint8": uint8,
+              "metadata": meta, "check": check,
+              "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    report = out.parent / REPORT_NAME
+    _update_report(report, out.name, record)
+    return ExportResult(out, format, report, record)
+
+
+def _prepare(model: nn.Module | str | os.PathLike) -> nn.Module:
+    """A float32, CPU, eval-mode copy of a generator with deterministic noise."""
+    if isinstance(model, (str, os.PathLike)):
+        model = from_pretrained(model, "generator")
+    if not isinstance(model, nn.Module):
+        raise _usage_error(f"model must be a generator or a model directory, got {type(model).__name__}")
+    if kind_of(model) != "generator":
+        raise _usage_error(f"only generators are exported, got a {kind_of(model)}")
+    random_noise = [n for n, m in model.named_modules() if isinstance(m, NoiseInjection) and m.mode == "random"]
+    if random_noise:
+        raise _usage_error(f"noise mode 'random' ({random_noise[0]}, ...) makes outputs non-deterministic and "
+                           f"cannot be checked; call set_noise_mode('auto'), 'const' or 'none' before export")
+    generator = copy.deepcopy(model).float().cpu().eval()
+    generator.requires_grad_(False)
+    return generator
+
+
+def export_metadata(generator: nn.Module, format: str, uint8: bool) -> dict:
+    """What an exported file says about itself: family, width, lineage, gandistill version, I/O contract."""
+    config = generator.config
+    size = f"{config.resolution}, {config.resolution}"
+    return {
+        "gandistill_version": __version__,
+        "format": format,
+        "family": generator.family,
+        "width": config.width,
+        "z_dim": generator.z_dim,
+        "config": config.to_dict(),
+        "lineage": getattr(generator, "lineage", None),
+        "input": f"z float32 [N, {generator.z_dim}], standard normal",
+        "output": (f"img uint8 [N, {size}, {config.channels}]" if uint8
+                   else f"img float32 [N, {config.channels}, {size}] in [-1, 1]"),
+    }
+
+
+def _flat_metadata(meta: dict) -> dict[str, str]:
+    # ONNX metadata_props hold strings: scalars as text, structures as JSON
+    return {f"gandistill.{k}" if k != "gandistill_version" else k:
+            v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata written into an export (ONNX metadata_props, TorchScript extra file, config.json)."""
+    path = Path(path)
+    if path.is_dir():
+        config = read_config(path)
+        return {"gandistill_version": config.get("gandistill_version"), "family": config["family"],
+                "width": config["config"].get("width"), "config": config["config"], "lineage": config.get("lineage")}
+    _check_file(str(path))
+    if path.read_bytes()[:2] == b"PK":  # TorchScript files are zip archives
+        extra = {METADATA_FILE: ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            try:
+                torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(f"{path}: corrupt or not a TorchScript file ({_first_line(e)})") from None
+        if not extra[METADATA_FILE]:
+            raise ValueError(f"{path}: no gandistill metadata (not exported by gandistill?)")
+        return json.loads(extra[METADATA_FILE])
+    onnx = _require("onnx", "reading ONNX metadata")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf decode errors have no common base
+        raise ValueError(f"{path}: corrupt or not an ONNX file ({_first_line(e)})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if "gandistill_version" not in props:
+        raise ValueError(f"{path}: no gandistill metadata (not exported by gandistill?)")
+    meta = {}
+    for key, value in props.items():
+        name = key.removeprefix("gandistill.")
+        try:
+            meta[name] = value if name in ("gandistill_version", "format", "family", "input", "output") \
+                else json.loads(value)
+        except json.JSONDecodeError:
+            meta[name] = value
+    return meta
+
+
+# --- the check -----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def _compare(generator: nn.Module, run: Runner, uint8: bool, batch_sizes: tuple[int, ...], seed: int,
+             atol: float) -> dict:
+    """Largest |export - pytorch| per batch size, in [-1, 1] image units."""
+    rng = torch.Generator().manual_seed(seed)
+    per_batch: dict[int, float] = {}
+    for n in batch_sizes:
+        z = torch.randn(n, generator.z_dim, generator=rng)
+        expected = generator(z).numpy()  # [N, C, H, W]
+        got = np.asarray(run(z.numpy()))
+        want_shape = (n, *expected.shape[2:], expected.shape[1]) if uint8 else expected.shape
+        want_dtype = np.uint8 if uint8 else np.float32
+        if got.shape != want_shape or got.dtype != want_dtype:
+            raise ExportError(f"export returned {got.dtype} {list(got.shape)} for batch {n}, "
+                              f"expected {np.dtype(want_dtype)} {list(want_shape)}")
+        per_batch[n] = _uint8_distance(got, expected) if uint8 else _float_distance(got, expected)
+    worst = max(per_batch.values())
+    return {"passed": worst <= atol, "max_abs_diff": worst, "atol": atol, "seed": seed,
+            "batch_sizes": list(batch_sizes), "per_batch": per_batch,
+            "reference": f"PyTorch {torch.__version__} eager, eval mode, float32, CPU"}
+
+
+def _float_distance(got: np.ndarray, expected: np.ndarray) -> float:
+    diff = np.abs(got.astype(np.float64) - expected)
+    return float(diff.max()) if np.isfinite(diff).all() else math.inf
+
+
+def _uint8_distance(got: np.ndarray, expected: np.ndarray) -> float:
+    """The smallest float difference that explains the uint8 output.
+
+    A pixel q means the export's float value v had round((v + 1) * 127.5) == q, i.e. (v + 1) * 127.5 lay in
+    [q - 0.5, q + 0.5] (open-ended at 0 and 255). The distance from PyTorch's value to that interval, in
+    [-1, 1] units, is a lower bound on the float difference: within atol, uint8 and float checks agree,
+    and a pixel may differ by one level only where PyTorch's value sits within atol of a rounding boundary.
+    """
+    q = got.transpose(0, 3, 1, 2).astype(np.float64)  # [N, C, H, W]
+    scaled = (expected.astype(np.float64) + 1.0) * 127.5
+    low = np.where(q == 0, -np.inf, q - 0.5)
+    high = np.where(q == 255, np.inf, q + 0.5)
+    gap = np.maximum(low - scaled, 0.0) + np.maximum(scaled - high, 0.0)
+    return float(gap.max() / 127.5) if np.isfinite(scaled).all() else math.inf
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+def _atomic_directory(out: Path, write: Callable[[str], None]) -> None:
+    """``atomic_write`` for a directory: build it under a temporary name, rename it into place when done."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+        raise _usage_error(f"{out}: exists and is not a model directory; refusing to replace it")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old = None
+    try:
+        write(str(tmp))
+        if out.is_dir() and any(out.iterdir()):  # a previous export: swap it out, then drop it
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", suffix=".tmp", dir=out.parent))
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _readable(path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *(path.iterdir() if path.is_dir() else ())]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def _content_digest(out: Path, directory: bool) -> dict:
+    target = out / WEIGHTS_NAME if directory else out
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    return {"sha256": digest, "bytes": target.stat().st_size}
+
+
+def _update_report(report: Path, name: str, record: dict) -> None:
+    # one export.json per folder, keyed by the exported file's name, so exports can sit side by side
+    entries: dict = {}
+    if report.is_file():
+        try:
+            entries = json.loads(report.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            entries = {}
+        if not isinstance(entries, dict):
+            entries = {}
+    entries[name] = record
+    write_json(report, entries)
+    _readable(report)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: empty file")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+# --- onnxruntime ---------------------------------------------------------------------------------------
+
+def _onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """A CPU onnxruntime session, with one clear error for a missing, empty or corrupt file."""
+    ort = _require("onnxruntime", "running an ONNX export")
+    path = str(path)
+    _check_file(path)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no public base class
+        raise ValueError(f"{path}: corrupt or not a valid ONNX model ({_first_line(e)})") from None
+
+
+def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 20,
+                 warmup: int = 3, threads: int | None = None, seed: int = 0) -> dict:
+    """onnxruntime CPU timings of an exported generator, warm-up runs excluded.
+
+    Keys match ``profile.profile``: ``latency_ms_p50``/``_p90`` (per call at the smallest batch size) and
+    ``throughput_img_s`` (at the largest, ``throughput_batch``); every batch size under ``per_batch``; family,
+    config, width and lineage from the file's metadata when gandistill wrote it. threads: onnxruntime
+    intra-op threads (default: ``torch.get_num_threads()``, to compare with eager PyTorch in this process).
+    """
+    batch_sizes = tuple(batch_sizes)
+    if repeats < 1 or warmup < 0 or not batch_sizes or min(batch_sizes) < 1:
+        raise _usage_error("profile_onnx needs repeats >= 1, warmup >= 0 and positive batch sizes")
+    threads = threads or torch.get_num_threads()
+    session = _onnx_session(path, threads)
+    ort = _require("onnxruntime", "profiling an ONNX export")
+    z_input = session.get_inputs()[0]
+    rng = np.random.default_rng(seed)
+    per_batch: dict[int, dict] = {}
+    for n in sorted(set(batch_sizes)):
+        z = rng.standard_normal((n, z_input.shape[1]), dtype=np.float32)
+        for _ in range(warmup):
+            session.run(None, {z_input.name: z})
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, {z_input.name: z})
+            times.append(time.perf_counter() - start)
+        per_batch[n] = {"latency_ms_p50": float(np.percentile(times, 50) * 1e3),
+                        "latency_ms_p90": float(np.percentile(times, 90) * 1e3),
+                        "throughput_img_s": n / float(np.percentile(times, 50))}
+    try:
+        meta = read_metadata(path)
+    except (ValueError, ImportError):  # a foreign ONNX file: timings only
+        meta = {}
+    small, large = min(per_batch), max(per_batch)
+    return {
+        "model": str(path), "family": meta.get("family"), "config": meta.get("config"), "width": meta.get("width"),
+        "lineage": meta.get("lineage"),
+        "device": "cpu", "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider", "threads": threads,
+        "latency_ms_p50": per_batch[small]["latency_ms_p50"],
+        "latency_ms_p90": per_batch[small]["latency_ms_p90"],
+        "latency_batch": small, "latency_runs": repeats,
+        "throughput_img_s": per_batch[large]["throughput_img_s"], "throughput_batch": large,
+        "warmup": warmup, "per_batch": per_batch,
+    }
+
+
+__all__ = ["FORMATS", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",
+           "export_metadata", "profile_onnx", "read_metadata"]
