@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,69 @@ def load_state(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     except Exception as e:  # noqa: BLE001 - pickle raises many kinds; one clear line for all
         raise ValueError(f"{path}: unreadable or unsafe state file ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+# --- importers: plain PyTorch checkpoints of our families ----------------------------------------------
+
+_WRAPPER_KEYS = ("state_dict", "model", "generator", "g_ema", "G_ema", "G", "netG", "ema")
+
+
+@dataclass
+class ImportReport:
+    """What ``import_state_dict`` matched: keys it loaded, and the ones it could not place."""
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    source_key: str | None  # the wrapper key the tensors were found under, if any
+
+    def summary(self) -> str:
+        parts = [f"loaded {len(self.loaded)} tensors"]
+        for name in ("missing", "unexpected", "mismatched"):
+            keys = getattr(self, name)
+            if keys:
+                parts.append(f"{name} {len(keys)} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
+        return "; ".join(parts)
+
+
+def _find_state_dict(obj, path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, None
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if key in obj:
+                found, _ = _find_state_dict(obj[key], path)
+                return found, key
+    raise ValueError(f"{path}: no state dict of tensors found (looked at the top level and under "
+                     f"{', '.join(_WRAPPER_KEYS)})")
+
+
+def import_state_dict(path: str | os.PathLike, family: str, kind: str = "generator", config=None,
+                      strict: bool = True) -> tuple[nn.Module, ImportReport]:
+    """Map a generator/discriminator state dict saved by plain PyTorch (``.pt``/``.pth``) onto our module.
+
+    Loaded with ``weights_only=True``: a file that needs arbitrary unpickling is refused. Wrappers such as
+    ``{"state_dict": ...}`` and DataParallel's ``module.`` prefix are unwrapped. With ``strict``, any
+    missing, unexpected or mis-shaped key is an error naming them; otherwise the report lists them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing" if not path.exists() else f"{path}: expected a file")
+    model = build_model(kind, family, config)
+    raw = load_state(path)
+    state, source_key = _find_state_dict(raw, path)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    expected = model.state_dict()
+    mismatched = sorted(k for k in state if k in expected and state[k].shape != expected[k].shape)
+    report = ImportReport(loaded=sorted(k for k in state if k in expected and k not in mismatched),
+                          missing=sorted(set(expected) - set(state)),
+                          unexpected=sorted(set(state) - set(expected)), mismatched=mismatched,
+                          source_key=source_key)
+    if strict and (report.missing or report.unexpected or report.mismatched):
+        raise ValueError(f"{path}: does not fit a {family} {kind} with this config: {report.summary()}")
+    if not report.loaded:
+        raise ValueError(f"{path}: no tensor fits a {family} {kind} with this config: {report.summary()}")
+    model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    model.source = str(path)
+    return model.eval(), report
