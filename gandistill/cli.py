@@ -9,8 +9,9 @@ import argparse
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
-from .config import DistillConfig, TrainConfig
+from .config import DemoConfig, DistillConfig, TrainConfig
 
 FIELD_HELP = {
     "out": "output run directory",
@@ -60,6 +61,20 @@ FIELD_HELP = {
     "adversarial": "weight of the adversarial term",
     "adv_loss": "adversarial loss",
     "classifier": "classifier directory for perceptual / class_kl (e.g. pretrained/fmnist-cnn)",
+    "feature_dim": "classifier: size of the feature layer (the FID/KID tap)",
+    "epochs": "passes over the training split",
+    "lr": "peak learning rate (SGD, Nesterov momentum, cosine decay)",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay of conv/linear weights",
+    "label_smoothing": "cross-entropy label smoothing",
+    "augment": "random horizontal flips and 2-pixel shifts",
+    "num_threads": "torch CPU threads (0 = torch's default)",
+    "dataset": "dataset whose real images give the evaluation statistics",
+    "extractor": "feature extractor for FID/KID/IS",
+    "num_samples": "generated images per model for FID/KID/IS",
+    "paired": "latents for PSNR/SSIM/feature distance of the student against its teacher (0 = off)",
+    "export_format": "format of the exported student",
+    "verbose": "print what each phase does",
 }
 CHOICES = {
     "family": ("dcgan", "stylegan2"),
@@ -68,6 +83,7 @@ CHOICES = {
     "init": ("l1", "prefix", "random"),
     "pixel_kind": ("l1", "mse", "l1+mse"),
     "split": ("train", "test"),
+    "export_format": ("onnx", "torchscript", "safetensors"),
 }
 
 
@@ -75,13 +91,14 @@ class UsageError(Exception):
     """Bad command-line input: exit code 2."""
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[str, str] | None = None) -> None:
     """One ``--flag`` per dataclass field, with the dataclass default."""
     hints = typing.get_type_hints(cls)
+    helps = {**FIELD_HELP, **(help_overrides or {})}
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        kw: dict = {"dest": f.name, "default": f.default, "help": FIELD_HELP.get(f.name, f.name)}
+        kw: dict = {"dest": f.name, "default": f.default, "help": helps.get(f.name, f.name)}
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
@@ -95,7 +112,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
 
 
 def config_from_args(cls, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    """The config dataclass from parsed flags; its validation errors are usage errors (exit code 2)."""
+    try:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distill a narrower student from a teacher generator")
     add_config_flags(p, DistillConfig)
+
+    p = sub.add_parser("import", help="convert a plain PyTorch state dict (.pt/.pth) of our families into a "
+                                      "model directory (loaded with weights_only=True)")
+    p.add_argument("path", help="the .pt/.pth file")
+    p.add_argument("--family", required=True, choices=("dcgan", "stylegan2"))
+    p.add_argument("--kind", default="generator", choices=("generator", "discriminator"))
+    p.add_argument("--config", default="{}", metavar="JSON",
+                   help='model config fields as JSON, e.g. \'{"base_channels": 64}\' (default: {})')
+    p.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                   help="fail on any missing, unexpected or mis-shaped key (default: on)")
+
+    p = sub.add_parser("demo", help="the main job: distill the shipped teacher, evaluate both, profile, export, "
+                                    "report")
+    add_config_flags(p, DemoConfig, {"split": "split of --dataset whose real images are compared against",
+                                     "data": "dataset the distillation's discriminator sees as real",
+                                     "out": "demo output directory (report, plot, grids, export, distill/)",
+                                     "steps": "distillation steps (the short preset)"})
+
+    _add_evaluation_parsers(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -157,6 +199,36 @@ def _cmd_distill(args) -> int:
     return _report_run(result, "student")
 
 
+def _cmd_import(args) -> int:
+    import json
+
+    from .checkpoint import import_state_dict, save_pretrained
+
+    try:
+        config = json.loads(args.config)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--config is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise UsageError("--config must be a JSON object")
+    model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)
+    save_pretrained(model, args.out, extra={"imported_from": str(args.path)})
+    print(f"{report.summary()}; written {args.out}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import demo
+
+    paths = demo(config_from_args(DemoConfig, args))
+    md = Path(paths["markdown"]).read_text().splitlines()
+    print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))
+    print(f"\nreport:  {paths['markdown']}  (and {Path(paths['json']).name}"
+          + (f", {Path(paths['plot']).name}" if paths.get("plot") else "") + ")")
+    print(f"student: {paths['student']}   exported: {paths['export']}")
+    print(f"took {paths['seconds']:.0f} s")
+    return 0
+
+
 def _report_run(result, what: str) -> int:
     if result.status == "interrupted":
         print(f"interrupted at step {result.step}; state saved in {result.out}/state.pt - rerun with --resume",
@@ -167,7 +239,297 @@ def _report_run(result, what: str) -> int:
     return 0
 
 
-COMMANDS = {"info": _cmd_info, "train": _cmd_train, "distill": _cmd_distill}
+# --- evaluation: train-classifier, eval, sample, profile, report ---------------------------------------
+
+def _add_evaluation_parsers(sub) -> None:
+    from .config import ClassifierTrainConfig, ProfileConfig
+
+    p = sub.add_parser("train-classifier", help="train the Fashion-MNIST CNN used as the fmnist-cnn extractor")
+    add_config_flags(p, ClassifierTrainConfig)
+    for action in p._actions:  # shared field names whose generic help would mislead here
+        if action.dest == "width":
+            action.help = "channels of the first stage; later stages double it (default: %(default)s)"
+        elif action.dest == "data":
+            action.help = "labelled dataset to train on (default: %(default)s)"
+
+    p = sub.add_parser("eval", help="FID/KID/IS of generators under one protocol, PSNR/SSIM of students vs teacher")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="generator or GAN directories")
+    _add_eval_flags(p)
+    p.add_argument("--teacher", default=None, metavar="DIR",
+                   help="pair every generator with this teacher (default: the evaluated teacher a student's "
+                        "lineage names)")
+    p.add_argument("--out", default=None, help="append results: .jsonl one line per generator, else a JSON list")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="cache real-image features under the protocol's digest (default: %(default)s)")
+
+    p = sub.add_parser("sample", help="a PNG grid of samples; --compare draws a second generator from the same z")
+    p.add_argument("path", metavar="DIR", help="generator or GAN directory")
+    p.add_argument("--num", type=int, default=64, help="images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed, as in eval (default: %(default)s)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--compare", default=None, metavar="DIR2", help="second generator: its rows follow the first's")
+    p.add_argument("--interpolate", action="store_true", help="rows of spherical latent interpolations")
+    p.add_argument("--nrow", type=int, default=8, help="images per row (default: %(default)s)")
+    p.add_argument("--scale", type=int, default=1, help="integer upscaling of the PNG (default: %(default)s)")
+
+    p = sub.add_parser("profile", help="params, MACs, latency, throughput, peak memory; speed-up of students")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="generator/GAN directories or exported .onnx files")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, or auto: the CPU and, when present, CUDA (default: %(default)s)")
+    p.add_argument("--latency-runs", type=int, default=ProfileConfig.latency_runs,
+                   help="timed batch-1 runs (default: %(default)s)")
+    p.add_argument("--throughput-batch", type=int, default=ProfileConfig.throughput_batch,
+                   help="batch size of the throughput runs (default: %(default)s)")
+    p.add_argument("--throughput-runs", type=int, default=ProfileConfig.throughput_runs,
+                   help="timed throughput runs (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=ProfileConfig.warmup, help="untimed runs first (default: %(default)s)")
+    p.add_argument("--out", default=None, help="also write the results as JSON here")
+
+    p = sub.add_parser("report", help="evaluate, profile and sample generators; write report.md/.json and a plot")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="teacher and student directories")
+    p.add_argument("--out", default="report", help="report directory (default: %(default)s)")
+    _add_eval_flags(p)
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                   help="time the generators (default: %(default)s)")
+    p.add_argument("--latency-runs", type=int, default=ProfileConfig.latency_runs,
+                   help="timed batch-1 runs (default: %(default)s)")
+    p.add_argument("--throughput-batch", type=int, default=ProfileConfig.throughput_batch,
+                   help="batch size of the throughput runs (default: %(default)s)")
+    p.add_argument("--sample-num", type=int, default=64, help="images per sample grid, 0 = none (default: %(default)s)")
+    p.add_argument("--title", default="gandistill: teacher vs students", help="report title")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _metric_list(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in ("fid", "kid", "is")]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of fid,kid,is, got {text!r}")
+    return values
+
+
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    from .config import EvalConfig
+    from .data import DATASETS
+    from .metrics import EXTRACTORS
+
+    p.add_argument("--dataset", choices=DATASETS.names(), default=EvalConfig.dataset,
+                   help="real images (default: %(default)s)")
+    p.add_argument("--split", choices=("train", "test"), default=EvalConfig.split,
+                   help="split of the real images (default: %(default)s)")
+    p.add_argument("--metrics", type=_metric_list, default=list(EvalConfig.metrics),
+                   help="comma-separated subset of fid,kid,is (default: fid,kid,is)")
+    p.add_argument("--extractor", choices=EXTRACTORS.names(), default=EvalConfig.extractor,
+                   help="; ".join(f"{n}: {EXTRACTORS.get(n).description}" for n in EXTRACTORS)
+                   + " (default: %(default)s)")
+    p.add_argument("--extractor-weights", default=None, metavar="PATH",
+                   help="weights of the extractor (fmnist-cnn: a classifier directory; inception: a .pth or "
+                        ".safetensors file); default: the shipped/cached ones, never downloaded")
+    p.add_argument("--num-samples", type=int, default=EvalConfig.num_samples,
+                   help="generated images per generator; as many real images, at most the split's size "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", "--seeds", dest="seed", type=_int_list, default=[EvalConfig.seed], metavar="SEEDS",
+                   help="latent seed, or comma-separated seeds for mean ± std (default: 0)")
+    p.add_argument("--device", default=EvalConfig.device, help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
+                   help="images per forward pass (default: %(default)s)")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset (default: search the usual places)")
+    p.add_argument("--paired", type=int, default=EvalConfig.paired,
+                   help="latents for PSNR/SSIM/feature distance of a student vs its teacher, 0 = off "
+                        "(default: %(default)s)")
+
+
+def _checked_eval_args(args) -> None:
+    from .config import EvalConfig
+
+    try:  # the dataclass validates: a bad value is a usage error (exit 2)
+        EvalConfig(dataset=args.dataset, split=args.split, metrics=tuple(args.metrics), extractor=args.extractor,
+                   num_samples=args.num_samples, seed=args.seed[0], device=args.device, batch_size=args.batch_size,
+                   data_root=args.data_root, paired=args.paired)
+        if any(s < 0 for s in args.seed) or len(set(args.seed)) != len(args.seed):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {args.seed}")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _seed_arg(seeds: list[int]):
+    return seeds[0] if len(seeds) == 1 else seeds
+
+
+def _cmd_train_classifier(args) -> int:
+    from .config import ClassifierTrainConfig
+    from .train_classifier import train_classifier
+
+    try:
+        config = config_from_args(ClassifierTrainConfig, args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    result = train_classifier(config)
+    print(f"done: test accuracy {result.test_accuracy:.4f} after {len(result.history)} epochs "
+          f"({result.wall_time_s / 60:.1f} min); classifier in {result.out}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .metrics import evaluate
+    from .report import protocol_line
+
+    _checked_eval_args(args)
+    results = evaluate(args.paths, dataset=args.dataset, split=args.split, metrics=args.metrics,
+                       extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
+                       device=args.device, batch_size=args.batch_size, data_root=args.data_root,
+                       extractor_weights=args.extractor_weights, paired=args.paired, teacher=args.teacher,
+                       out=args.out, cache=args.cache)
+    print(f"protocol: {protocol_line(results[0]['protocol'])}")
+    for r in results:
+        parts = []
+        for key, value in r["metrics"].items():
+            std = r.get("metrics_std", {}).get(key)
+            parts.append(f"{key} unavailable" if value is None
+                         else f"{key} {value:.4g}" + (f" ± {std:.2g}" if std is not None else ""))
+        print(f"{r['model']}: " + ", ".join(parts))
+        if r.get("paired"):
+            pf = r["paired"]
+            print(f"  vs teacher {pf['teacher']} (same z, {pf['num']} latents): PSNR {pf['psnr']:.2f} dB, "
+                  f"SSIM {pf['ssim']:.4f}" + (f", feature L2 {pf['feature_l2']:.4g}" if "feature_l2" in pf else ""))
+    for note in dict.fromkeys(n for r in results for n in r["notes"]):
+        print(f"note: {note}")
+    if args.out:
+        print(f"results appended to {args.out}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from .samples import sample
+
+    if args.num < 1 or args.nrow < 1 or args.scale < 1:
+        raise UsageError("--num, --nrow and --scale must be positive")
+    images = sample(args.path, num=args.num, seed=args.seed, compare=args.compare, interpolate=args.interpolate,
+                    nrow=args.nrow, out=args.out, scale=args.scale)
+    print(f"wrote {args.out}: {images.shape[0]} images, seed {args.seed}"
+          + (f", {args.path} rows interleaved with {args.compare} rows" if args.compare else ""))
+    return 0
+
+
+def _cmd_profile(args) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .checkpoint import atomic_write
+    from .config import ProfileConfig
+    from .profile import attach_speedups, profile
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
+    try:
+        for device in devices:
+            ProfileConfig(device=device, latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
+                          throughput_runs=args.throughput_runs, warmup=args.warmup)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    results = []
+    for device in devices:
+        per_device = [profile(p, device=device, latency_runs=args.latency_runs,
+                              throughput_batch=args.throughput_batch, throughput_runs=args.throughput_runs,
+                              warmup=args.warmup) for p in args.paths if device == "cpu" or not p.endswith(".onnx")]
+        results += attach_speedups(per_device)
+    for r in results:
+        line = f"{r['model']}: "
+        if "params" in r:
+            line += f"{r['params']:,} params, {r['macs']:,} MACs/img, "
+        if "latency_ms_p50" in r:
+            line += f"latency p50 {r['latency_ms_p50']:.2f} ms / p90 {r['latency_ms_p90']:.2f} ms (batch 1), "
+        if "throughput_img_s" in r:
+            line += f"{r['throughput_img_s']:.0f} img/s (batch {r.get('throughput_batch', '?')})"
+        if r.get("peak_memory_mb") is not None:
+            line += f", peak {r['peak_memory_mb']:.2f} MiB"
+        print(line + f" [{r.get('device')}]")
+        sp = r.get("speedup")
+        if sp:
+            print(f"  vs teacher {sp['teacher']}: {sp['latency_speedup']:.2f}x latency, "
+                  f"{sp['throughput_speedup']:.2f}x throughput; {sp['mac_ratio']:.2f}x fewer MACs, "
+                  f"{sp['param_ratio']:.2f}x fewer params")
+    if args.out:
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2) + "\n"))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import make_report
+
+    _checked_eval_args(args)
+    if args.sample_num < 0 or args.latency_runs < 1 or args.throughput_batch < 1:
+        raise UsageError("--sample-num must be >= 0, --latency-runs and --throughput-batch positive")
+    paths = make_report(args.paths, out=args.out, dataset=args.dataset, split=args.split, metrics=args.metrics,
+                   extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
+                   device=args.device, batch_size=args.batch_size, data_root=args.data_root,
+                   extractor_weights=args.extractor_weights, paired=args.paired, profile=args.profile,
+                   latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
+                   sample_num=args.sample_num, title=args.title)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+COMMANDS = {"info": _cmd_info, "train": _cmd_train, "distill": _cmd_distill, "demo": _cmd_demo,
+            "import": _cmd_import}
+COMMANDS.update({"train-classifier": _cmd_train_classifier, "eval": _cmd_eval, "sample": _cmd_sample,
+                 "profile": _cmd_profile, "report": _cmd_report})
+
+
+# --- export --------------------------------------------------------------------------------------------
+
+def _add_export_parser(sub) -> None:
+    import inspect
+
+    from .export import FORMATS, export
+
+    defaults = {name: p.default for name, p in inspect.signature(export).parameters.items()}
+    p = sub.add_parser("export", help="export a generator (safetensors, TorchScript, ONNX), checked against PyTorch")
+    p.add_argument("model", help="a model directory or a GAN directory (its generator is exported)")
+    p.add_argument("--format", choices=FORMATS.names(), default=defaults["format"],
+                   help="; ".join(f"{n}: {FORMATS.get(n).description}" for n in FORMATS) + " (default: %(default)s)")
+    p.add_argument("--out", required=True, help="file to write (directory for safetensors)")
+    p.add_argument("--uint8", action="store_true",
+                   help="output uint8 images [N, H, W, C] ready to save (torchscript, onnx)")
+    p.add_argument("--atol", type=float, default=defaults["atol"],
+                   help="largest allowed |export - pytorch| in [-1, 1] image units (default: %(default)s)")
+    p.add_argument("--batch-sizes", dest="batch_sizes", type=int, nargs="+", default=list(defaults["batch_sizes"]),
+                   metavar="N", help="batch sizes of the check, 1 included (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults["seed"],
+                   help="seed of the check's random z (default: fresh, recorded in export.json)")
+
+
+def _cmd_export(args) -> int:
+    from .export import ExportArgumentError, ExportError, export
+
+    try:
+        result = export(args.model, format=args.format, out=args.out, uint8=args.uint8, atol=args.atol,
+                        batch_sizes=tuple(args.batch_sizes), seed=args.seed)
+    except ExportArgumentError as e:
+        raise UsageError(str(e)) from None
+    except ExportError as e:  # a failed check or a missing extra: a failure, not a usage error
+        if args.debug:
+            raise
+        print(f"gandistill export: error: {e}", file=sys.stderr)
+        return 1
+    print(f"exported {args.format}{' (uint8)' if args.uint8 else ''}: {result.path}")
+    print(f"{result.summary()}; recorded in {result.report}")
+    return 0
+
+
+COMMANDS.update({"export": _cmd_export})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,12 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"gandistill {args.command}: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ValueError) and _is_usage(e) else 1
-
-
-def _is_usage(e: ValueError) -> bool:
-    # config validation errors name a field: those are usage errors
-    return getattr(e, "usage", False)
+        return 1
 
 
 if __name__ == "__main__":

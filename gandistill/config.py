@@ -338,6 +338,8 @@ class EvalConfig(ConfigMixin):
         for name in ("num_samples", "seed", "batch_size", "paired"):
             _check_type(self, name, int)
         _check_positive(self, ("num_samples", "batch_size"))
+        _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
+                                                     f"{self.num_samples}")
         _check_positive(self, ("seed", "paired"), allow_zero=True)
         bad = [m for m in self.metrics if m not in ("fid", "kid", "is")]
         _check(not bad and len(self.metrics) > 0, "metrics", f"must be a non-empty subset of fid, kid, is; got {bad}")
@@ -359,4 +361,37 @@ class ProfileConfig(ConfigMixin):
             _check_type(self, name, int)
         _check_positive(self, ("latency_runs", "throughput_batch", "throughput_runs"))
         _check_positive(self, ("warmup",), allow_zero=True)
+        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class DemoConfig(ConfigMixin):
+    """``gandistill demo``: distill the shipped teacher, evaluate both, profile, export, report."""
+
+    teacher: str = "pretrained/dcgan-fmnist"
+    out: str = "runs/demo"
+    width: float = 0.25
+    steps: int = 1500  # the short preset: about 5 minutes of distillation on a 2-core CPU
+    batch_size: int = 64
+    data: str = "fashion-mnist"
+    data_root: str | None = None
+    dataset: str = "fashion-mnist"  # evaluation: real-image statistics
+    split: str = "test"
+    extractor: str = "fmnist-cnn"
+    num_samples: int = 10_000
+    paired: int = 1000
+    export_format: str = "onnx"  # onnx | torchscript | safetensors
+    device: str = "cpu"
+    seed: int = 0
+    verbose: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "num_samples", "paired", "seed"):
+            _check_type(self, name, int)
+        _check_type(self, "width", float)
+        _check_width(self)
+        _check_positive(self, ("steps", "batch_size", "num_samples"))
+        _check_positive(self, ("paired", "seed"), allow_zero=True)
+        _check(self.export_format in ("onnx", "torchscript", "safetensors"), "export_format",
+               f"must be onnx, torchscript or safetensors, got {self.export_format!r}")
         _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")

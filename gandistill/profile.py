@@ -1,18 +1,36 @@
-"""Parameters, MACs, latency and throughput of generators."""
+"""Parameters, MACs, latency, throughput and peak memory of generators.
+
+Timings exclude warm-up runs; on CUDA every timed region is bracketed by synchronisation. Peak memory is
+the CUDA allocator's peak when on CUDA; on the CPU it is the peak of tensor bytes alive during one forward
+pass, counted by a dispatch mode (weights excluded: they are reported separately).
+"""
 from __future__ import annotations
 
+import os
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from .config import ProfileConfig
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
 def count_macs(generator: nn.Module, batch: int = 1) -> int:
-    """Multiply-accumulates per image of ``generator(z)``, counted by torch.utils.flop_counter (FLOPs / 2)."""
+    """Multiply-accumulates per image of ``generator(z)``, counted by torch.utils.flop_counter (FLOPs / 2).
+
+    Runs with autograd enabled: FlopCounterMode's module tracker fails under no_grad for StyleGAN2
+    (torch 2.14); no backward pass is run, so only the forward is counted.
+    """
     z = torch.zeros(batch, generator.z_dim, device=next(generator.parameters()).device)
     was_training = generator.training
     generator.eval()
@@ -20,3 +38,194 @@ def count_macs(generator: nn.Module, batch: int = 1) -> int:
         generator(z)
     generator.train(was_training)
     return counter.get_total_flops() // 2 // batch
+
+
+class PeakTensorMemory(TorchDispatchMode):
+    """Tracks bytes of tensor storages created inside the context and still alive; ``peak`` is their maximum."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, list] = {}  # storage data_ptr -> [nbytes, tensors referencing it]
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, ptr: int) -> None:
+        entry = self.live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.current -= entry[0]
+            del self.live[ptr]
+
+    def _track(self, t: torch.Tensor, input_ptrs: set[int]) -> None:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr == 0 or (ptr in input_ptrs and ptr not in self.live):
+            return  # a view of memory made outside the context (weights, inputs): not ours to count
+        if ptr not in self.live:
+            self.live[ptr] = [storage.nbytes(), 0]
+            self.current += storage.nbytes()
+            self.peak = max(self.peak, self.current)
+        self.live[ptr][1] += 1
+        weakref.finalize(t, self._release, ptr)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        input_ptrs = {a.untyped_storage().data_ptr() for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                      if isinstance(a, torch.Tensor)}
+        out = func(*args, **kwargs)
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                self._track(t, input_ptrs)
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _load(model) -> tuple[nn.Module, str]:
+    if isinstance(model, (str, os.PathLike)):
+        from .checkpoint import from_pretrained
+
+        return from_pretrained(model, "generator"), str(model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"profile needs a generator module or directory, got {type(model).__name__}")
+    return model, getattr(model, "source", None) or f"{model.family}-w{model.config.width:g}"
+
+
+@torch.no_grad()
+def profile(model, device: str = ProfileConfig.device, latency_runs: int = ProfileConfig.latency_runs,
+            throughput_batch: int = ProfileConfig.throughput_batch,
+            throughput_runs: int = ProfileConfig.throughput_runs, warmup: int = ProfileConfig.warmup,
+            name: str | None = None) -> dict:
+    """Params, MACs per image, latency p50/p90 at batch 1, throughput at ``throughput_batch``, peak memory.
+
+    ``model``: a generator module, a model directory, or a path ending in ``.onnx`` (profiled by
+    gandistill.export.profile_onnx with onnxruntime).
+    """
+    cfg = ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
+                        throughput_runs=throughput_runs, warmup=warmup)
+    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
+        return profile_onnx_file(model)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available")
+    generator, label = _load(model)
+    dev = torch.device(cfg.device)
+    device_before, was_training = next(generator.parameters()).device, generator.training
+    generator.to(dev).eval()
+    try:
+        z1 = torch.randn(1, generator.z_dim, device=dev)
+        zb = torch.randn(cfg.throughput_batch, generator.z_dim, device=dev)
+        for _ in range(cfg.warmup):
+            generator(z1)
+            generator(zb)
+        latencies = []
+        for _ in range(cfg.latency_runs):
+            _sync(dev)
+            t0 = time.perf_counter()
+            generator(z1)
+            _sync(dev)
+            latencies.append(time.perf_counter() - t0)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(cfg.throughput_runs):
+            generator(zb)
+        _sync(dev)
+        elapsed = time.perf_counter() - t0
+        peak = _peak_memory(generator, zb, dev)
+    finally:
+        generator.train(was_training)
+        generator.to(device_before)
+    weights_bytes = sum(t.numel() * t.element_size() for t in generator.state_dict().values())
+    return {
+        "model": name or label, "family": generator.family, "config": generator.config.to_dict(),
+        "width": float(generator.config.width),
+        "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "params": count_params(generator), "macs": count_macs(generator),
+        "latency_ms_p50": float(np.percentile(latencies, 50) * 1e3),
+        "latency_ms_p90": float(np.percentile(latencies, 90) * 1e3),
+        "latency_runs": cfg.latency_runs,
+        "throughput_img_s": cfg.throughput_batch * cfg.throughput_runs / elapsed,
+        "throughput_batch": cfg.throughput_batch,
+        "peak_memory_mb": peak / 2**20,
+        "peak_memory_kind": ("CUDA allocator peak" if dev.type == "cuda"
+                             else "tensors alive during one forward (weights excluded)"),
+        "peak_memory_batch": cfg.throughput_batch,
+        "weights_mb": weights_bytes / 2**20,
+        "warmup": cfg.warmup,
+        "lineage": getattr(generator, "lineage", None),
+    }
+
+
+def _peak_memory(generator: nn.Module, z: torch.Tensor, device: torch.device) -> int:
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        generator(z)
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    with PeakTensorMemory() as tracker:
+        out = generator(z)
+        del out
+    return tracker.peak
+
+
+def profile_onnx_file(path: str | os.PathLike) -> dict:
+    """Profile an exported ``.onnx`` generator with gandistill.export.profile_onnx (onnxruntime)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    try:
+        from .export import profile_onnx
+    except ImportError as e:
+        raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.export.profile_onnx and "
+                         f"onnxruntime (pip install 'gandistill[export]'); import failed: {e}") from None
+    result = dict(profile_onnx(path))
+    result.setdefault("model", str(path))
+    result.setdefault("device", "onnxruntime")
+    return result
+
+
+def speedup(teacher: dict, student: dict) -> dict:
+    """Student vs teacher from two profile() results: measured speed-ups next to the MAC and parameter ratios."""
+    out = {"teacher": teacher.get("model")}
+    if teacher.get("macs") and student.get("macs"):
+        out["mac_ratio"] = teacher["macs"] / student["macs"]
+    if teacher.get("params") and student.get("params"):
+        out["param_ratio"] = teacher["params"] / student["params"]
+    if teacher.get("latency_ms_p50") and student.get("latency_ms_p50"):
+        out["latency_speedup"] = teacher["latency_ms_p50"] / student["latency_ms_p50"]
+    if teacher.get("throughput_img_s") and student.get("throughput_img_s"):
+        out["throughput_speedup"] = student["throughput_img_s"] / teacher["throughput_img_s"]
+    return out
+
+
+def _names_teacher(lineage: dict | None, family: str | None, config: dict | None) -> bool:
+    parent = (lineage or {}).get("teacher") or {}
+    return parent.get("family") == family and config is not None and parent.get("config") == config
+
+
+def find_teachers(models: Sequence[nn.Module]) -> dict[int, int]:
+    """student index -> teacher index, for every model whose recorded teacher (family + config) is in ``models``."""
+    out = {}
+    for i, student in enumerate(models):
+        for j, teacher in enumerate(models):
+            if i != j and _names_teacher(getattr(student, "lineage", None), teacher.family, teacher.config.to_dict()):
+                out[i] = j
+                break
+    return out
+
+
+def attach_speedups(results: list[dict]) -> list[dict]:
+    """Add ``teacher`` and ``speedup`` to each profile() result whose lineage names another result as teacher."""
+    for i, student in enumerate(results):
+        for j, teacher in enumerate(results):
+            if i != j and _names_teacher(student.get("lineage"), teacher.get("family"), teacher.get("config")):
+                student["teacher"] = teacher["model"]
+                student["speedup"] = speedup(teacher, student)
+                break
+    return results

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from .checkpoint import atomic_write
 from .data import to_uint8
@@ -16,8 +17,8 @@ from .data import to_uint8
 def grid_array(img: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> uint8 [rows*(H+p)+p, nrow*(W+p)+p, C] grid with dark padding."""
     n, c, h, w = img.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    rows = int(math.ceil(n / nrow))
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
     grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), dtype=np.uint8)
     pixels = to_uint8(img.cpu()).permute(0, 2, 3, 1).numpy()
     for i in range(n):
@@ -47,3 +48,75 @@ def side_by_side(left: torch.Tensor, right: torch.Tensor, nrow: int = 8) -> torc
     for i in range(0, left.shape[0], nrow):
         rows += [left[i:i + nrow], right[i:i + nrow]]
     return torch.cat(rows)
+
+
+def latents(num: int, z_dim: int, seed: int) -> torch.Tensor:
+    """z [num, z_dim] for ``seed``: the same draws evaluate() feeds every generator (numpy RandomState normal)."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(num, z_dim)).float()
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of rows of a, b [N, D] at fractions t [S] -> [N, S, D] (norms interpolated linearly)."""
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    ua, ub = a / na, b / nb
+    omega = torch.arccos((ua * ub).sum(1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # [N, 1]
+    t = t.view(1, -1, 1)
+    so = torch.sin(omega)[:, None]  # [N, 1, 1]
+    direction = (torch.sin((1 - t) * omega[:, None]) * ua[:, None] + torch.sin(t * omega[:, None]) * ub[:, None]) / so
+    return direction * ((1 - t) * na[:, None] + t * nb[:, None])
+
+
+def _load_generator(generator) -> nn.Module:
+    if isinstance(generator, (str, os.PathLike)):
+        from .checkpoint import from_pretrained
+
+        return from_pretrained(generator, "generator")
+    if not isinstance(generator, nn.Module):
+        raise TypeError(f"expected a generator module or directory, got {type(generator).__name__}")
+    return generator
+
+
+@torch.no_grad()
+def _generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    was_training = generator.training
+    generator.eval()  # StyleGAN2: constant noise, so the same z gives the same image
+    device = next(generator.parameters()).device
+    try:
+        out = [generator(z[i:i + batch_size].to(device)).cpu() for i in range(0, z.shape[0], batch_size)]
+    finally:
+        generator.train(was_training)
+    return torch.cat(out)
+
+
+def sample(generator, num: int = 64, seed: int = 0, compare=None, interpolate: bool = False, nrow: int = 8,
+           out: str | os.PathLike | None = None, scale: int = 1) -> torch.Tensor:
+    """Images [N, C, H, W] in [-1, 1], laid out for a grid of ``nrow`` columns; written as PNG to ``out`` if given.
+
+    compare: a second generator (module or directory) drawn from the same z, its rows interleaved with the
+    first's (row of ``generator``, row of ``compare``, ...). interpolate: ``num // nrow`` rows, each a
+    spherical interpolation between two latents in ``nrow`` steps.
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    first = _load_generator(generator)
+    second = _load_generator(compare) if compare is not None else None
+    if second is not None and second.z_dim != first.z_dim:
+        raise ValueError(f"--compare generator has z_dim {second.z_dim}, the first has {first.z_dim}")
+    if interpolate:
+        rows = max(1, num // nrow)
+        ends = latents(2 * rows, first.z_dim, seed)
+        z = slerp(ends[:rows], ends[rows:], torch.linspace(0, 1, nrow)).reshape(rows * nrow, first.z_dim)
+    else:
+        z = latents(num, first.z_dim, seed)
+    images = _generate(first, z)
+    if second is not None:
+        other = _generate(second, z)
+        if other.shape[1:] != images.shape[1:]:
+            raise ValueError(f"--compare generator makes {list(other.shape[1:])} images, the first "
+                             f"{list(images.shape[1:])}")
+        images = side_by_side(images, other, nrow)
+    if out is not None:
+        save_grid(images, out, nrow=nrow, scale=scale)
+    return images

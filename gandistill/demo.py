@@ -1,0 +1,68 @@
+"""The main job: distill the shipped teacher, evaluate teacher and student under one protocol, profile
+both, export the student, and write the report with its plot and sample grids."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import from_pretrained, load_state, read_config, resolve_model_dir
+from .config import DemoConfig
+
+
+def demo(config: DemoConfig | None = None, **overrides) -> dict:
+    """Run the demo; returns the paths it wrote (report.md, report.json, plot, grids, export, student)."""
+    from .export import MissingExtraError, export
+    from .report import make_report
+    from .train import distill
+
+    if config is None:
+        cfg = DemoConfig(**overrides)
+    else:
+        cfg = config.replace(**overrides) if overrides else config
+    out = Path(cfg.out)
+    t_start = time.perf_counter()
+
+    # --- the teacher must be there before anything runs ---
+    teacher_dir = Path(cfg.teacher)
+    read_config(resolve_model_dir(teacher_dir))  # one clear error for a missing or broken teacher
+    say = (lambda msg: print(f"[demo] {msg}", file=sys.stderr, flush=True)) if cfg.verbose else (lambda msg: None)
+
+    # --- distill (resumes when a previous demo run left a state) ---
+    run_dir = out / "distill"
+    state = run_dir / "state.pt"
+    resume = state.exists()
+    if resume and load_state(state)["config"].get("teacher") != str(cfg.teacher):
+        raise ValueError(f"{run_dir} holds a distillation of another teacher; choose another --out")
+    say(f"distilling a width-{cfg.width:g} student from {cfg.teacher} for {cfg.steps} steps -> {run_dir}")
+    distilled = distill(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
+                        batch_size=cfg.batch_size, data=cfg.data, data_root=cfg.data_root, device=cfg.device,
+                        seed=cfg.seed, resume=resume, sample_every=0, checkpoint_every=250)
+    if distilled.status != "completed":
+        raise KeyboardInterrupt
+    student_dir = run_dir / "student"
+
+    # --- evaluate, profile and sample both under one protocol ---
+    say(f"evaluating teacher and student: {cfg.num_samples} samples, {cfg.extractor} features, "
+        f"{cfg.dataset}/{cfg.split}")
+    teacher = from_pretrained(teacher_dir)
+    student = from_pretrained(student_dir)
+    paths = make_report([teacher, student], out=out, dataset=cfg.dataset, split=cfg.split, extractor=cfg.extractor,
+                   num_samples=cfg.num_samples, seed=cfg.seed, device=cfg.device, data_root=cfg.data_root,
+                   paired=cfg.paired, names=["teacher", f"student-w{cfg.width:g}"],
+                   title=f"gandistill demo: {teacher_dir} and its width-{cfg.width:g} student")
+
+    # --- export the student, checked against PyTorch ---
+    fmt = cfg.export_format
+    suffix = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ""}[fmt]
+    target = out / f"student{suffix}" if suffix else out / "student-export"
+    try:
+        exported = export(student, fmt, target)
+    except MissingExtraError as e:
+        if fmt != "onnx":
+            raise
+        say(f"{e}; exporting safetensors instead")
+        exported = export(student, "safetensors", out / "student-export")
+    paths = {**paths, "export": exported.path, "student": student_dir}
+    paths["seconds"] = round(time.perf_counter() - t_start, 1)
+    return paths

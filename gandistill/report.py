@@ -1,0 +1,270 @@
+"""The report: teacher and students side by side under one protocol.
+
+``write_report(results, profiles, out)`` turns evaluate() records and profile() results into ``report.md``,
+``report.json`` and ``fid_vs_macs.png``; ``make_report(generators, ...)`` runs evaluate, profile and sample
+first and then writes the same files plus sample grids.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from .checkpoint import atomic_write, from_pretrained
+from .config import EvalConfig, ProfileConfig
+from .metrics import FID_BIAS_NOTE, evaluate
+from .profile import attach_speedups, find_teachers, speedup
+from .profile import profile as profile_model
+from .samples import sample
+
+PROTOCOL_FIELDS = ("dataset", "split", "num_samples", "extractor", "weights_sha256", "seeds")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/")).strip("_") or "model"
+
+
+def _si(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:g}"
+
+
+def _num(x: float, digits: int) -> str:
+    # fixed digits for the usual magnitudes; tiny values keep significant digits instead of reading as 0
+    return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -digits else f"{x:.2g}"
+
+
+def _value(mean: float | None, std: float | None, digits: int) -> str:
+    if mean is None:
+        return "unavailable"
+    return _num(mean, digits) + (f" ± {_num(std, digits)}" if std is not None else "")
+
+
+def _cell(metric: dict | None, digits: int) -> str:
+    return "-" if metric is None else _value(metric["mean"], metric["std"], digits)
+
+
+def _metric(result: dict, prefix: str) -> tuple[str | None, float | None, float | None, bool]:
+    """(key, mean, std across seeds, present) of the first metric named ``prefix<count>[...]``."""
+    for key, value in result.get("metrics", {}).items():
+        if re.match(rf"{prefix}\d+k?\[", key):
+            return key, value, result.get("metrics_std", {}).get(key), True
+    return None, None, None, False
+
+
+def _check_protocol(results: list[dict]) -> dict:
+    if not results:
+        raise ValueError("write_report needs at least one evaluate() result")
+    first = {k: results[0]["protocol"].get(k) for k in PROTOCOL_FIELDS}
+    for r in results[1:]:
+        other = {k: r["protocol"].get(k) for k in PROTOCOL_FIELDS}
+        if other != first:
+            diff = ", ".join(f"{k}: {first[k]!r} vs {other[k]!r}" for k in PROTOCOL_FIELDS if first[k] != other[k])
+            raise ValueError(f"results were evaluated under different protocols ({diff}); evaluate them together")
+    return results[0]["protocol"]
+
+
+def protocol_line(protocol: dict) -> str:
+    seeds = protocol["seeds"]
+    return (f"{protocol['dataset']}/{protocol['split']}: {protocol['num_samples']} generated vs "
+            f"{protocol.get('num_real', '?')} real images at {protocol.get('resolution', '?')}px; extractor "
+            f"{protocol['extractor']} (weights sha256 {protocol['weights_sha256'][:12]}..., "
+            f"{protocol.get('weights_source', '')}); seed{'s' if len(seeds) > 1 else ''} "
+            f"{', '.join(map(str, seeds))}" + (" (mean ± std across seeds)" if len(seeds) > 1 else "")
+            + f"; latents {protocol.get('latents', '')}; KID subset size {protocol.get('kid_subset_size', '-')}; "
+            f"torch-fidelity {protocol.get('torch_fidelity', '?')}")
+
+
+def build_rows(results: list[dict], profiles: Sequence[dict] | None = None) -> list[dict]:
+    """One row per evaluated generator, joined with its profile (by model name) and its teacher's."""
+    by_name: dict[str, dict] = {}
+    for p in profiles or []:  # a model profiled on several devices: its first profile (the CLI's is the CPU)
+        by_name.setdefault(p["model"], p)
+    rows = []
+    for r in results:
+        prof = by_name.get(r["model"], {})
+        paired = r.get("paired") or {}
+        teacher = paired.get("teacher") or prof.get("teacher")
+        row = {"model": r["model"], "family": r.get("family"), "width": r.get("width"),
+               "params": r.get("params", prof.get("params")), "macs": r.get("macs", prof.get("macs")),
+               "latency_ms_p50": prof.get("latency_ms_p50"), "latency_ms_p90": prof.get("latency_ms_p90"),
+               "throughput_img_s": prof.get("throughput_img_s"), "peak_memory_mb": prof.get("peak_memory_mb"),
+               "teacher": teacher, "psnr": paired.get("psnr"), "ssim": paired.get("ssim"),
+               "feature_l2": paired.get("feature_l2")}
+        for prefix in ("fid", "kid", "is"):
+            key, mean, std, present = _metric(r, prefix)
+            row[prefix] = {"key": key, "mean": mean, "std": std} if present else None
+        if teacher and teacher in by_name and prof:
+            row["speedup"] = speedup(by_name[teacher], prof)
+        elif teacher and r.get("macs") and any(x["model"] == teacher for x in results):
+            t = next(x for x in results if x["model"] == teacher)
+            row["speedup"] = {"teacher": teacher, "mac_ratio": t["macs"] / r["macs"]}
+        rows.append(row)
+    return rows
+
+
+def _markdown(rows: list[dict], protocol: dict, notes: list[str], machine: str, files: dict, title: str) -> str:
+    def header_of(prefix: str, fallback: str) -> str:
+        keys = [row[prefix]["key"] for row in rows if row[prefix]]
+        return keys[0] if keys else fallback
+
+    cols = ["model", "width", "params", "MACs/img", "latency p50 / p90 (ms, batch 1)", "throughput (img/s)",
+            header_of("fid", "FID"), header_of("kid", "KID"), header_of("is", "IS"),
+            "PSNR (dB) / SSIM vs teacher", "speed-up vs teacher (MAC ratio)"]
+    lines = [f"# {title}", "", f"**Protocol.** {protocol_line(protocol)}", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        latency = ("-" if row["latency_ms_p50"] is None
+                   else f"{row['latency_ms_p50']:.2f} / {row['latency_ms_p90']:.2f}")
+        throughput = "-" if row["throughput_img_s"] is None else f"{row['throughput_img_s']:.0f}"
+        pair = "-" if row["psnr"] is None else f"{row['psnr']:.2f} / {row['ssim']:.4f}"
+        sp = row.get("speedup") or {}
+        if "latency_speedup" in sp:
+            speed = (f"{sp['latency_speedup']:.2f}x latency, {sp['throughput_speedup']:.2f}x throughput "
+                     f"({sp['mac_ratio']:.2f}x fewer MACs)")
+        elif "mac_ratio" in sp:
+            speed = f"not profiled ({sp['mac_ratio']:.2f}x fewer MACs)"
+        else:
+            speed = "-"
+        width = "-" if row["width"] is None else f"{row['width']:g}"
+        lines.append("| " + " | ".join([f"`{row['model']}`", width, _si(row["params"]), _si(row["macs"]), latency,
+                                        throughput, _cell(row["fid"], 2), _cell(row["kid"], 4), _cell(row["is"], 3), pair,
+                                        speed]) + " |")
+    lines += ["", f"**Machine.** {machine}", ""]
+    if notes:
+        lines += ["**Notes.**", ""] + [f"- {n}" for n in notes] + [""]
+    if files.get("plot"):
+        lines += [f"![FID against MACs]({Path(files['plot']).name})", ""]
+    for label, path in (files.get("grids") or {}).items():
+        lines += [f"**{label}**", "", f"![{label}]({Path(path).name})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _plot(rows: list[dict], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prefix = "fid" if any(r["fid"] and r["fid"]["mean"] is not None for r in rows) else "kid"
+    points = [r for r in rows if r[prefix] and r[prefix]["mean"] is not None and r["macs"]]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    for r in points:
+        m = r[prefix]
+        ax.errorbar(r["macs"], m["mean"], yerr=m["std"] or 0.0, fmt="o", capsize=3)
+        ax.annotate(f"{'/'.join(Path(r['model']).parts[-2:]) or r['model']} (w={r['width']:g})", (r["macs"], m["mean"]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("MACs per image (log scale)")
+    ax.set_ylabel(points[0][prefix]["key"])
+    ax.set_title(f"{points[0][prefix]['key']} against compute (lower is better, left is cheaper)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+def _machine(profiles: Sequence[dict] | None) -> str:
+    devices = sorted({f"{p.get('device')}" + (f" ({p['threads']} threads)" if p.get("threads") else "")
+                      for p in profiles or []})
+    cpu = platform.processor() or platform.machine()
+    try:  # the CPU's name, where Linux tells it
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.system()} {cpu}, {os.cpu_count()} logical CPUs; timings on "
+            f"{', '.join(devices) if devices else 'nothing (not profiled)'}")
+
+
+def write_report(results: list[dict], profiles: Sequence[dict] | None = None, out: str | os.PathLike = "report",
+                 grids: dict[str, str | os.PathLike] | None = None, title: str = "gandistill: teacher vs students",
+                 machine: str | None = None) -> dict[str, Path]:
+    """Write ``report.md``, ``report.json`` and ``fid_vs_macs.png`` into ``out``; returns their paths.
+
+    results: evaluate() records (one protocol); profiles: profile() results, joined by model name;
+    grids: caption -> PNG already written (e.g. by sample()), shown in report.md.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    protocol = _check_protocol(results)
+    rows = build_rows(results, profiles)
+    notes = list(dict.fromkeys(n for r in results for n in r.get("notes", [])))
+    if protocol["extractor"] != "inception":
+        notes.append(f"{protocol['extractor']} features make FID/KID/IS comparable within this report only, not "
+                     f"with published (inception) numbers")
+    if len(protocol["seeds"]) == 1 and protocol["num_samples"] < 10_000 and FID_BIAS_NOTE not in notes:
+        notes.append(FID_BIAS_NOTE)
+    files: dict = {"grids": {k: Path(v) for k, v in (grids or {}).items()}}
+    files["plot"] = _plot(rows, out / "fid_vs_macs.png")
+    machine = machine or _machine(profiles)
+    md = _markdown(rows, protocol, notes, machine, files, title)
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(md))
+    data = {"title": title, "protocol": protocol, "protocol_line": protocol_line(protocol), "machine": machine,
+            "rows": rows, "notes": notes, "results": results, "profiles": list(profiles or []),
+            "files": {"plot": str(files["plot"]) if files["plot"] else None,
+                      "grids": {k: str(v) for k, v in files["grids"].items()}}}
+    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+    paths = {"markdown": out / "report.md", "json": out / "report.json"}
+    if files["plot"]:
+        paths["plot"] = files["plot"]
+    return paths
+
+
+def make_report(generators, out: str | os.PathLike = "report", dataset: str = EvalConfig.dataset,
+           split: str = EvalConfig.split, metrics: Sequence[str] = EvalConfig.metrics,
+           extractor: str = EvalConfig.extractor, num_samples: int = EvalConfig.num_samples,
+           seed: int | Sequence[int] = EvalConfig.seed, device: str = EvalConfig.device,
+           batch_size: int = EvalConfig.batch_size, data_root: str | os.PathLike | None = None, *,
+           extractor_weights: str | os.PathLike | None = None, paired: int = EvalConfig.paired,
+           names: Sequence[str] | None = None, profile: bool = True,
+           latency_runs: int = ProfileConfig.latency_runs, throughput_batch: int = ProfileConfig.throughput_batch,
+           sample_num: int = 64, title: str = "gandistill: teacher vs students", verbose: bool = False
+           ) -> dict[str, Path]:
+    """Evaluate, profile and sample ``generators`` (modules or directories), then write_report() into ``out``."""
+    items = [generators] if isinstance(generators, (str, os.PathLike)) else list(generators)
+    models = [from_pretrained(g, "generator") if isinstance(g, (str, os.PathLike)) else g for g in items]
+    labels = list(names) if names is not None else [str(g) if isinstance(g, (str, os.PathLike)) else None
+                                                     for g in items]
+    results = evaluate(models, dataset, split, metrics, extractor, num_samples, seed, device, batch_size, data_root,
+                       extractor_weights=extractor_weights, paired=paired, names=_labels(models, labels),
+                       verbose=verbose)
+    labels = [r["model"] for r in results]
+    profiles = []
+    if profile:
+        for model, label in zip(models, labels, strict=True):
+            profiles.append(profile_model(model, device=device, latency_runs=latency_runs,
+                                          throughput_batch=throughput_batch, name=label))
+        attach_speedups(profiles)
+    out = Path(out)
+    grids = {}
+    first_seed = seed if isinstance(seed, int) else next(iter(seed))
+    if sample_num:
+        teachers = find_teachers(models)
+        for i, (model, label) in enumerate(zip(models, labels, strict=True)):
+            path = out / f"samples_{_slug(label)}_seed{first_seed}.png"
+            sample(model, num=sample_num, seed=first_seed, out=path, scale=2)
+            grids[f"{label}: {sample_num} samples, seed {first_seed}"] = path
+            if i in teachers:
+                t = teachers[i]
+                path = out / f"compare_{_slug(label)}_vs_{_slug(labels[t])}_seed{first_seed}.png"
+                sample(models[t], num=min(sample_num, 32), seed=first_seed, compare=model, out=path, scale=2)
+                grids[f"same z: teacher {labels[t]} (odd rows) vs student {label} (even rows)"] = path
+    return write_report(results, profiles, out, grids, title)
+
+
+def _labels(models, labels) -> list[str]:
+    out = []
+    for i, (m, label) in enumerate(zip(models, labels, strict=True)):
+        out.append(label or getattr(m, "source", None) or f"{m.family}-w{m.config.width:g}-{i}")
+    return out

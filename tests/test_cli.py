@@ -1,0 +1,73 @@
+"""The CLI end to end for info, train and distill (other commands are tested beside their modules)."""
+import subprocess
+import sys
+
+import pytest
+
+from gandistill.checkpoint import from_pretrained
+from gandistill.cli import main
+
+FAST = ["--data", "synthetic", "--batch-size", "8", "--log-every", "2", "--sample-every", "0"]
+
+
+@pytest.mark.parametrize("family,channels", [("dcgan", "8"), ("stylegan2", "4")])
+def test_train_distill_info_end_to_end(tmp_path, capsys, family, channels):
+    teacher = tmp_path / "teacher"
+    assert main(["train", "--family", family, "--base-channels", channels, "--steps", "3", "--out", str(teacher),
+                 *FAST]) == 0
+    assert f"done: 3 steps; generator in {teacher}/generator" in capsys.readouterr().out
+    assert main(["distill", "--teacher", str(teacher), "--width", "0.5", "--steps", "3",
+                 "--out", str(tmp_path / "d"), *FAST]) == 0
+    assert main(["info", str(tmp_path / "d" / "student")]) == 0
+    out = capsys.readouterr().out
+    assert f"family:    {family} (generator)" in out
+    assert "lineage:   student of a" in out and "width x0.5, init=l1" in out
+    assert "kept " in out and "MACs:" in out
+    assert main(["info", str(teacher)]) == 0
+    assert "lineage:   none" in capsys.readouterr().out
+    student = from_pretrained(tmp_path / "d" / "student")
+    assert student.config.width == 0.5
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["distill", "--width", "0"], "width must be in (0, 1]"),
+    (["distill", "--width", "1.5"], "width must be in (0, 1]"),
+    (["distill", "--steps", "-3"], "steps must be >= 0"),
+    (["distill", "--kl-temperature", "0"], "kl_temperature must be > 0"),
+    (["train", "--batch-size", "0"], "batch_size must be > 0"),
+    (["train", "--resolution", "48"], "resolution must be 32 or 64"),
+])
+def test_bad_values_are_usage_errors(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["distill", "--width", "wide"], ["distill", "--init", "best"],
+                                  ["train", "--family", "biggan"], ["nonsense"]])
+def test_unparseable_flags_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+
+
+def test_missing_teacher_is_a_failure_with_one_line(tmp_path, capsys):
+    assert main(["distill", "--teacher", str(tmp_path / "none"), "--out", str(tmp_path / "d"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "no such directory" in err and err.count("\n") == 1
+    assert not (tmp_path / "d" / "student").exists()
+
+
+def test_info_on_a_non_model(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    assert main(["info", str(tmp_path / "x")]) == 1
+    assert "config.json: missing" in capsys.readouterr().err
+
+
+def test_console_script_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "gandistill", "--help"], capture_output=True, text=True, check=True)
+    for command in ("info", "train", "distill"):
+        assert command in out.stdout
+    out = subprocess.run([sys.executable, "-m", "gandistill", "distill", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "--disc-kl" in out and "(default: 0.25)" in out

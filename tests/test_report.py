@@ -1,0 +1,137 @@
+"""The report: files exist and parse, the table states the protocol, mean ± std, IS unavailable; CLI end to end."""
+import copy
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from gandistill.checkpoint import save_pretrained
+from gandistill.cli import main
+from gandistill.config import ClassifierConfig
+from gandistill.data import load_dataset
+from gandistill.metrics import FID_BIAS_NOTE, IS_UNAVAILABLE
+from gandistill.models import build_model
+from gandistill.report import protocol_line, write_report
+from gandistill.students import make_student
+
+from .conftest import tiny_generator
+
+PROTOCOL = {"dataset": "fashion-mnist", "split": "test", "num_samples": 2000, "extractor": "inception",
+            "weights_sha256": "ab" * 32, "weights_source": "converted", "seeds": [0, 1, 2], "num_real": 2000,
+            "resolution": 32, "kid_subset_size": 1000, "latents": "numpy", "torch_fidelity": "0.4.0"}
+
+
+def record(model: str, width: float, macs: int, fid: float, paired: dict | None = None) -> dict:
+    return {"model": model, "family": "dcgan", "width": width, "params": int(macs / 10), "macs": macs,
+            "protocol": dict(PROTOCOL),
+            "metrics": {"fid2k[inception]": fid, "kid2k[inception]": fid / 1000, "is2k[inception]": None},
+            "metrics_std": {"fid2k[inception]": 0.5, "kid2k[inception]": 0.0001},
+            "paired": paired, "notes": [f"{IS_UNAVAILABLE} (inception: converted)", FID_BIAS_NOTE]}
+
+
+def profile_result(model: str, latency: float, throughput: float, macs: int, teacher: str | None = None) -> dict:
+    out = {"model": model, "device": "cpu", "threads": 1, "macs": macs, "params": int(macs / 10),
+           "latency_ms_p50": latency, "latency_ms_p90": latency * 1.2, "throughput_img_s": throughput,
+           "peak_memory_mb": 1.0}
+    if teacher:
+        out["teacher"] = teacher
+    return out
+
+
+def test_write_report_files_parse_and_state_the_protocol(tmp_path):
+    results = [record("teacher", 1.0, 4_000_000, 20.0),
+               record("student", 0.25, 400_000, 30.0, {"teacher": "teacher", "psnr": 21.5, "ssim": 0.71,
+                                                       "feature_l2": 3.0, "num": 100})]
+    profiles = [profile_result("teacher", 4.0, 1000.0, 4_000_000),
+                profile_result("student", 1.0, 5000.0, 400_000, teacher="teacher")]
+    grid = tmp_path / "out" / "g.png"
+    grid.parent.mkdir()
+    Image.new("L", (10, 10)).save(grid)
+    paths = write_report(results, profiles, tmp_path / "out", grids={"student samples": grid})
+    md = paths["markdown"].read_text()
+    data = json.loads(paths["json"].read_text())
+    with Image.open(paths["plot"]) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+
+    assert protocol_line(PROTOCOL) in md and "seeds 0, 1, 2 (mean ± std across seeds)" in md
+    header = next(line for line in md.splitlines() if line.startswith("| model"))
+    for column in ("width", "params", "MACs", "latency", "throughput", "fid2k[inception]", "kid2k[inception]",
+                   "is2k[inception]", "PSNR", "speed-up"):
+        assert column in header
+    student_row = next(line for line in md.splitlines() if line.startswith("| `student`"))
+    assert "30.00 ± 0.50" in student_row and "unavailable" in student_row and "21.50 / 0.7100" in student_row
+    assert "4.00x latency" in student_row and "5.00x throughput" in student_row and "10.00x fewer MACs" in student_row
+    assert IS_UNAVAILABLE in md and "biased" in md and "g.png" in md
+    assert [r["model"] for r in data["rows"]] == ["teacher", "student"]
+    assert data["rows"][1]["speedup"]["mac_ratio"] == pytest.approx(10.0)
+    assert data["rows"][0]["is"]["mean"] is None and data["protocol"]["seeds"] == [0, 1, 2]
+
+
+def test_write_report_refuses_mixed_protocols(tmp_path):
+    a = record("a", 1.0, 1000, 1.0)
+    b = copy.deepcopy(record("b", 0.5, 500, 2.0))
+    b["protocol"]["num_samples"] = 10_000
+    with pytest.raises(ValueError, match="num_samples"):
+        write_report([a, b], out=tmp_path)
+
+
+@pytest.fixture
+def tiny_models(tmp_path):
+    teacher = tiny_generator("dcgan")
+    save_pretrained(teacher, tmp_path / "teacher")
+    save_pretrained(make_student(teacher, 0.5), tmp_path / "student")
+    cls = build_model("classifier", "fmnist-cnn", ClassifierConfig(width=4, feature_dim=16, num_classes=4))
+    for m in cls.modules():  # batch-norm statistics from data, so the untrained features are not degenerate
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        cls.train()(load_dataset("synthetic", "train").batch(torch.arange(128)))
+    save_pretrained(cls.eval(), tmp_path / "cls")
+    return tmp_path
+
+
+def test_cli_report_end_to_end(tiny_models, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "report"
+    rc = main(["report", str(tiny_models / "teacher"), str(tiny_models / "student"), "--out", str(out),
+               "--dataset", "synthetic", "--num-samples", "64", "--seeds", "0,1", "--extractor-weights",
+               str(tiny_models / "cls"), "--paired", "8", "--latency-runs", "3", "--throughput-batch", "8",
+               "--sample-num", "16"])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((out / "report.json").read_text())
+    assert [r["model"] for r in data["rows"]] == [str(tiny_models / "teacher"), str(tiny_models / "student")]
+    student = data["rows"][1]
+    assert student["fid"]["key"] == "fid64[fmnist-cnn]" and student["fid"]["std"] is not None
+    assert student["psnr"] is not None and student["speedup"]["mac_ratio"] > 1
+    assert data["protocol"]["seeds"] == [0, 1]
+    md = (out / "report.md").read_text()
+    assert "fid64[fmnist-cnn]" in md and "±" in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "fid_vs_macs.png" in pngs and len(pngs) == 4  # plot, two sample grids, one teacher/student grid
+    for name in pngs:
+        with Image.open(out / name) as im:
+            im.verify()
+
+    # eval on the same models: one JSON line per generator, the same FID as the report's first seed
+    rc = main(["eval", str(tiny_models / "teacher"), str(tiny_models / "student"), "--dataset", "synthetic",
+               "--num-samples", "64", "--extractor-weights", str(tiny_models / "cls"), "--paired", "8",
+               "--out", str(tmp_path / "eval.jsonl")])
+    assert rc == 0
+    lines = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    per_seed0 = data["results"][1]["per_seed"]["0"]["fid64[fmnist-cnn]"]
+    assert lines[1]["metrics"]["fid64[fmnist-cnn]"] == pytest.approx(per_seed0, rel=1e-6)
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_cli_eval_errors(tiny_models, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects it before main's handler runs
+        main(["eval", str(tiny_models / "teacher"), "--metrics", "fid,psnr"])
+    assert exit_info.value.code == 2
+    assert main(["eval", str(tiny_models / "teacher"), "--num-samples", "0", "--dataset", "synthetic"]) == 2
+    assert main(["eval", str(tiny_models / "teacher"), "--seeds", "1,1", "--dataset", "synthetic"]) == 2
+    assert main(["eval", str(tiny_models / "teacher"), "--dataset", "synthetic",
+                 "--extractor-weights", str(tiny_models / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "psnr" in err and "num_samples" in err and "seeds" in err and "train-classifier" in err
