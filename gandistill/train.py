@@ -463,7 +463,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
         probe = torch.zeros(2, teacher.z_dim, device=device)
         _, t_probe = teacher.forward_features(probe)
         _, s_probe = student.forward_features(probe)
-    adapters = make_adapters(s_probe, t_probe).to(device) if cfg.feature > 0 else nn.ModuleDict()
+    adapters = (make_adapters(s_probe, t_probe, list(teacher.distill_taps)).to(device) if cfg.feature > 0
+                else nn.ModuleDict())
 
     # --- optional classifier for perceptual / class_kl ---
     classifier = None

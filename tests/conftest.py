@@ -1,3 +1,9 @@
+import os
+
+# numpy's BLAS with two threads on a busy 2-core machine turns a 0.03 s eigendecomposition into 1.5 s;
+# must be set before numpy is first imported
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import gzip
 import struct
 from pathlib import Path
@@ -16,6 +22,23 @@ FAMILIES = sorted(TINY)
 # tiny models gain nothing from a second thread, and on a busy 2-core machine two OpenMP threads per
 # process spin against each other (a 5-step StyleGAN2 distill took 30 s instead of 3)
 torch.set_num_threads(1)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "fmnist-cnn"
+
+
+def _has_fmnist() -> bool:
+    from gandistill.data import find_fashion_mnist
+
+    try:
+        find_fashion_mnist(None, "test")
+        return True
+    except FileNotFoundError:
+        return False
+
+
+needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file() or not _has_fmnist(),
+                                   reason="needs pretrained/fmnist-cnn and Fashion-MNIST")
 
 
 @pytest.fixture(autouse=True)

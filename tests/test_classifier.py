@@ -1,7 +1,6 @@
 """train_classifier(), its augmentation, the CLI, and the shipped pretrained/fmnist-cnn."""
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,23 +8,11 @@ import torch.nn.functional as F
 
 from gandistill.checkpoint import from_pretrained
 from gandistill.cli import main
-from gandistill.data import find_fashion_mnist, load_dataset
+from gandistill.data import load_dataset
 from gandistill.metrics import make_extractor, resolve_extractor
 from gandistill.train_classifier import _augment, accuracy, train_classifier
 
-SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "fmnist-cnn"
-
-
-def _has_fmnist() -> bool:
-    try:
-        find_fashion_mnist(None, "test")
-        return True
-    except FileNotFoundError:
-        return False
-
-
-needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file() or not _has_fmnist(),
-                                   reason="needs pretrained/fmnist-cnn and Fashion-MNIST")
+from .conftest import SHIPPED, needs_shipped
 
 
 def test_augment_is_a_flip_and_a_shift_of_at_most_two_pixels():

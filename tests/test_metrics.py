@@ -11,25 +11,11 @@ import torch.nn.functional as F
 from gandistill import metrics as M
 from gandistill.checkpoint import save_pretrained
 from gandistill.config import ClassifierConfig
-from gandistill.data import find_fashion_mnist, load_dataset, to_uint8
+from gandistill.data import load_dataset, to_uint8
 from gandistill.models import build_model
 from gandistill.students import make_student
 
-from .conftest import tiny_generator
-
-SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "fmnist-cnn"
-
-
-def _has_fmnist() -> bool:
-    try:
-        find_fashion_mnist(None, "test")
-        return True
-    except FileNotFoundError:
-        return False
-
-
-needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file() or not _has_fmnist(),
-                                   reason="needs pretrained/fmnist-cnn and Fashion-MNIST")
+from .conftest import needs_shipped, tiny_generator
 
 
 @pytest.fixture(scope="session")
@@ -316,15 +302,15 @@ def _noise_like(images: torch.Tensor) -> torch.Tensor:
 
 @needs_shipped
 def test_fid_real_vs_real_is_small_blur_between_noise_large():
-    n = 1000
+    n = 500  # KID's 100 subsets of 500 x 500 kernels dominate the run time
     train = load_dataset("fashion-mnist", "train").images[:n]
     test = load_dataset("fashion-mnist", "test").images[:n]
     scores = M.image_metrics({"real": test, "blurred": _blur(test), "noise": _noise_like(test)}, train,
                              ("fid", "kid"))
-    fid = {name: s["fid1k[fmnist-cnn]"] for name, s in scores.items()}
-    kid = {name: s["kid1k[fmnist-cnn]"] for name, s in scores.items()}
+    fid = {name: s["fid500[fmnist-cnn]"] for name, s in scores.items()}
+    kid = {name: s["kid500[fmnist-cnn]"] for name, s in scores.items()}
     assert 0 <= fid["real"] < fid["blurred"] < fid["noise"]
-    assert fid["noise"] > 100 * fid["real"]
+    assert fid["noise"] > 20 * fid["real"]  # real vs real: ~4.5 at 500 images (FID is biased at small n)
     assert abs(kid["real"]) < 0.01 < kid["blurred"] < kid["noise"]
 
 
@@ -333,9 +319,11 @@ def test_fid_real_vs_real_is_small_blur_between_noise_large():
 def test_fid_of_a_briefly_trained_generator_lies_between_real_and_noise(tmp_path, cache):
     from gandistill.train import train
 
+    # 400 steps at a raised learning rate: blurry garment-shaped blobs (FID ~160 here, uniform noise ~220,
+    # real vs real < 1); after only 200 steps at the default rate the FID was still at the noise level
     n = 1000
-    result = train(out=str(tmp_path / "run"), base_channels=16, steps=200, batch_size=64, sample_every=0,
-                   checkpoint_every=200, log_every=100)
+    result = train(out=str(tmp_path / "run"), base_channels=16, steps=400, batch_size=64, g_lr=5e-4, d_lr=5e-4,
+                   sample_every=0, checkpoint_every=400, log_every=100)
     trained, untrained = M.evaluate([result.generator, tiny_generator("dcgan", base_channels=16)], num_samples=n,
                                     metrics=("fid",), paired=0, names=["trained", "untrained"])
     test = load_dataset("fashion-mnist", "test").images[:n]

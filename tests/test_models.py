@@ -168,3 +168,12 @@ def test_stylegan2_noise_modes():
     assert torch.equal(g(z), g(z))
     with pytest.raises(ValueError, match="noise mode"):
         g.set_noise_mode("loud")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_distill_taps_are_hidden_features(family):
+    g = tiny_generator(family)
+    _, feats = g.forward_features(torch.randn(2, g.z_dim))
+    assert set(g.distill_taps) <= set(g.taps) and g.distill_taps
+    assert all(feats[t].shape[1] != g.config.channels or t.startswith("b") for t in g.distill_taps)
+    assert not any(t.startswith("rgb") for t in g.distill_taps)

@@ -58,6 +58,7 @@ def test_distill_logs_every_term_and_saves_a_student(tmp_path, family):
     assert (tmp_path / "d" / "samples" / "step0000005.png").exists()
     state = load_state(tmp_path / "d" / "state.pt")
     assert state["step"] == 5 and state["adapters"] and state["opt_g"]["state"]
+    assert {k.split(".")[0] for k in state["adapters"]} == set(student.distill_taps)  # no pre-tanh output tap
 
 
 def test_teacher_is_frozen_and_a_zero_weight_turns_a_term_off(tmp_path):

@@ -47,6 +47,9 @@ class DCGANGenerator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.to_img = nn.ConvTranspose2d(prev, config.channels, 4, 2, 1)
         self.taps = tuple(f"b{r}" for r in self.resolutions) + (f"rgb{config.resolution}",)
+        # the hidden taps the feature loss matches by default; the pre-tanh output is left out because its
+        # magnitude grows as the teacher trains (mean square 24 at step 4750, 105 at step 10000)
+        self.distill_taps = self.taps[:-1]
         self.lineage: dict | None = None
         self.apply(_dcgan_init)
 

@@ -93,6 +93,7 @@ class StyleGAN2Generator(nn.Module):
             self.torgb[str(r)] = ToRGB(ch[r], config.channels, config.w_dim)
             prev = ch[r]
         self.taps = tuple(f"b{r}" for r in self.resolutions)
+        self.distill_taps = self.taps
         self.lineage: dict | None = None
 
     def set_noise_mode(self, mode: str) -> None:
