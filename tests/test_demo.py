@@ -40,3 +40,11 @@ def test_demo_without_teacher_is_one_clear_error(tmp_path, capsys):
     assert main(["demo", "--teacher", str(tmp_path / "missing"), "--out", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err
     assert "missing" in err and err.count("\n") == 1
+
+
+def test_demo_without_the_shipped_teacher_explains_itself(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no pretrained/dcgan-fmnist here
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "not shipped yet" in out and "gandistill demo --teacher DIR" in out
+    assert not (tmp_path / "d").exists()
