@@ -284,7 +284,7 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "sampler": sampler.state_dict(),
                 "rng": _rng_state(device, z=z_gen)}
 
-    def restore(state: dict) -> None:
+    def restore(state: dict) -> int:
         nonlocal step, bad_total, lr_factor
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
@@ -295,6 +295,7 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
         sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"], device, z=z_gen)
         step, bad_total, lr_factor = int(state["step"]), int(state["bad_steps"]), float(state["lr_factor"])
+        return step
 
     def final_g() -> nn.Module:
         return G_ema if G_ema is not None else G
@@ -355,11 +356,9 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
             else:
                 bad_run, bad_total = bad_run + 1, bad_total + 1
                 if bad_run >= cfg.max_bad_steps:
-                    bad_kept = bad_total
-                    restore(load_state(state_path, map_location=str(device)))
-                    lr_factor, bad_total, bad_run = lr_factor * 0.5, bad_kept, 0
-                    _set_lrs({opt_g: cfg.g_lr, opt_d: cfg.d_lr}, lr_factor)
-                    _report_recovery(bar, step, lr_factor, rank)
+                    bad_kept, halved = bad_total, lr_factor * 0.5
+                    _recover(restore, state_path, device, {opt_g: cfg.g_lr, opt_d: cfg.d_lr}, halved, bar, rank)
+                    bad_total, bad_run, lr_factor = bad_kept, 0, halved
                 continue
             bar.update(1)
 
@@ -403,13 +402,15 @@ def _set_lrs(base_lrs: dict, factor: float) -> None:
             group["lr"] = lr * factor
 
 
-def _report_recovery(bar, step: int, lr_factor: float, rank: int) -> None:
-    """After too many non-finite steps in a row the caller reloaded the last good state: say so."""
-    bar.n = step
+def _recover(restore, state_path: Path, device: torch.device, base_lrs: dict, lr_factor: float, bar,
+             rank: int) -> None:
+    """After too many non-finite steps in a row: reload the last good state, set lrs to base * lr_factor."""
+    bar.n = restore(load_state(state_path, map_location=str(device)))  # the step it rewound to
     bar.refresh()
+    _set_lrs(base_lrs, lr_factor)
     if rank == 0:
-        bar.write(f"non-finite losses: reloaded the last good state (step {step}); "
-                  f"learning rates now x{lr_factor:g} of the configured ones")
+        bar.write(f"non-finite losses: reloaded the last good state; learning rates now x{lr_factor:g} "
+                  f"of the configured ones")
 
 
 # --- distill(): teacher -> student -----------------------------------------------------------------------
@@ -504,7 +505,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                 "sampler": sampler.state_dict() if sampler is not None else None,
                 "rng": _rng_state(device, z=z_gen)}
 
-    def restore(state: dict) -> None:
+    def restore(state: dict) -> int:
         nonlocal step, bad_total, lr_factor
         student.load_state_dict(state["student"])
         if student_ema is not None and state["student_ema"] is not None:
@@ -518,6 +519,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
             sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"], device, z=z_gen)
         step, bad_total, lr_factor = int(state["step"]), int(state["bad_steps"]), float(state["lr_factor"])
+        return step
 
     def final_student() -> nn.Module:
         return student_ema if student_ema is not None else student
@@ -612,11 +614,9 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
             else:
                 bad_run, bad_total = bad_run + 1, bad_total + 1
                 if bad_run >= cfg.max_bad_steps:
-                    bad_kept = bad_total
-                    restore(load_state(state_path, map_location=str(device)))
-                    lr_factor, bad_total, bad_run = lr_factor * 0.5, bad_kept, 0
-                    _set_lrs(optimizers, lr_factor)
-                    _report_recovery(bar, step, lr_factor, rank)
+                    bad_kept, halved = bad_total, lr_factor * 0.5
+                    _recover(restore, state_path, device, optimizers, halved, bar, rank)
+                    bad_total, bad_run, lr_factor = bad_kept, 0, halved
                 continue
             bar.update(1)
 
