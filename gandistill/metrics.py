@@ -578,6 +578,16 @@ def _seeds(seed) -> list[int]:
     return seeds
 
 
+def _teacher_label(teacher, models: list, labels: list[str]) -> str:
+    """The name a paired teacher goes by: its label when it is also evaluated, else its path or description."""
+    for model, label in zip(models, labels, strict=True):
+        if model is teacher:
+            return label
+    if isinstance(teacher, (str, os.PathLike)):
+        return str(teacher)
+    return getattr(teacher, "source", None) or f"{teacher.family}-w{teacher.config.width:g}"
+
+
 def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalConfig.split,
              metrics: Sequence[str] = EvalConfig.metrics, extractor: str = EvalConfig.extractor,
              num_samples: int = EvalConfig.num_samples, seed: int | Sequence[int] = EvalConfig.seed,
@@ -685,7 +695,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
             finally:
                 models[i].to(s_dev)
                 t.to(t_dev)
-            pf["teacher"] = str(teacher) if j == -1 else labels[j]
+            pf["teacher"] = labels[j] if j >= 0 else _teacher_label(teacher, models, labels)
             pf["feature_layer"] = f"{cfg.extractor}:{feat_layer}"
             records[i]["paired"] = pf
 

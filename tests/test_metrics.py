@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gandistill import metrics as M
-from gandistill.checkpoint import save_pretrained
+from gandistill.checkpoint import from_pretrained, save_pretrained
 from gandistill.config import ClassifierConfig
 from gandistill.data import load_dataset, to_uint8
 from gandistill.models import build_model
@@ -224,6 +224,12 @@ def test_evaluate_pairs_students_with_their_teacher_by_lineage(tmp_path, tiny_cl
     explicit = M.evaluate(dirs[2:], dataset="synthetic", metrics=("kid",), num_samples=32, extractor_weights=tiny_cls,
                           paired=8, teacher=dirs[0])
     assert explicit[0]["paired"]["teacher"] == dirs[0] and explicit[0]["paired"]["psnr"] < 100
+
+    # a teacher module that is also evaluated goes by its label (not its repr), and is not paired with itself
+    t_module, s_module = from_pretrained(dirs[0]), from_pretrained(dirs[2])
+    by_module = M.evaluate([t_module, s_module], dataset="synthetic", metrics=("kid",), num_samples=32,
+                           extractor_weights=tiny_cls, paired=8, teacher=t_module, names=["T", "S"])
+    assert by_module[0]["paired"] is None and by_module[1]["paired"]["teacher"] == "T"
 
 
 def test_offline_without_inception_weights_names_both_ways(tmp_path, monkeypatch):
