@@ -31,6 +31,8 @@ WEIGHTS_NAME = "model.safetensors"
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync, then rename onto ``path``: readers see the old file or the new one."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; expected a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -143,6 +145,8 @@ def resolve_model_dir(path: str | os.PathLike, kind: str | None = "generator") -
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors from a safetensors file, with one clear error for a missing, empty or corrupt file."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; expected a safetensors file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing")
     if path.stat().st_size == 0:

@@ -6,12 +6,14 @@ share one set of names and defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import typing
 from pathlib import Path
 
-from .config import DemoConfig, DistillConfig, TrainConfig
+from .config import MAX_SEED, DemoConfig, DistillConfig, TrainConfig
 
 FIELD_HELP = {
     "out": "output run directory",
@@ -91,10 +93,19 @@ class UsageError(Exception):
     """Bad command-line input: exit code 2."""
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[str, str] | None = None) -> None:
-    """One ``--flag`` per dataclass field, with the dataclass default."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (exit code 2) instead of the usage block and the line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[str, str] | None = None,
+                     choices: dict[str, typing.Sequence[str]] | None = None) -> None:
+    """One ``--flag`` per dataclass field, with the dataclass default; ``choices`` adds to ``CHOICES``."""
     hints = typing.get_type_hints(cls)
     helps = {**FIELD_HELP, **(help_overrides or {})}
+    choices = {**CHOICES, **(choices or {})}
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
@@ -105,8 +116,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
             kw["type"] = base
             kw["metavar"] = f.name.upper()
-            if f.name in CHOICES:
-                kw["choices"] = CHOICES[f.name]
+            if f.name in choices:
+                kw["choices"] = choices[f.name]
         kw["help"] += " (default: %(default)s)"
         parser.add_argument(flag, **kw)
 
@@ -120,7 +131,11 @@ def config_from_args(cls, args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .data import DATASETS
+    from .metrics import EXTRACTORS
+
+    datasets = DATASETS.names()
+    parser = _Parser(
         prog="gandistill",
         description="Compress GAN generators by knowledge distillation: train, distill, evaluate, export.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -130,10 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a model directory or a GAN directory")
 
     p = sub.add_parser("train", help="train a GAN from scratch (teachers, baselines)")
-    add_config_flags(p, TrainConfig)
+    add_config_flags(p, TrainConfig, choices={"data": datasets})
 
     p = sub.add_parser("distill", help="distill a narrower student from a teacher generator")
-    add_config_flags(p, DistillConfig)
+    add_config_flags(p, DistillConfig, choices={"data": [*datasets, "none"]})
 
     p = sub.add_parser("import", help="convert a plain PyTorch state dict (.pt/.pth) of our families into a "
                                       "model directory (loaded with weights_only=True)")
@@ -151,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, DemoConfig, {"split": "split of --dataset whose real images are compared against",
                                      "data": "dataset the distillation's discriminator sees as real",
                                      "out": "demo output directory (report, plot, grids, export, distill/)",
-                                     "steps": "distillation steps (the short preset)"})
+                                     "steps": "distillation steps (the short preset)"},
+                     choices={"data": [*datasets, "none"], "dataset": datasets, "extractor": EXTRACTORS.names()})
 
     _add_evaluation_parsers(sub)
     _add_export_parser(sub)
@@ -172,30 +188,98 @@ def _cmd_info(args) -> int:
     if meta["kind"] == "generator":
         print(f"MACs:      {count_macs(model):,} per image")
     lineage = meta.get("lineage")
-    if lineage:
-        teacher = lineage["teacher"]
-        print(f"lineage:   student of a {teacher['family']} teacher "
-              f"(base_channels={teacher['config'].get('base_channels')}, width={teacher['config'].get('width')}), "
-              f"width x{lineage['width']}, init={lineage['init']}")
-        for group, idx in lineage.get("kept_channels", {}).items():
+    if not lineage:
+        print("lineage:   none (not a distilled student)")
+        return 0
+    teacher = lineage.get("teacher") if isinstance(lineage, dict) else None
+    if not isinstance(teacher, dict) or not isinstance(teacher.get("config"), dict):
+        print("lineage:   present but not in the expected form (config.json edited by hand?)")
+        return 0
+    print(f"lineage:   student of a {teacher.get('family')} teacher "
+          f"(base_channels={teacher['config'].get('base_channels')}, width={teacher['config'].get('width')}), "
+          f"width x{lineage.get('width')}, init={lineage.get('init')}")
+    kept = lineage.get("kept_channels")
+    for group, idx in (kept.items() if isinstance(kept, dict) else ()):
+        if isinstance(idx, list):
             shown = ", ".join(map(str, idx[:8])) + (", ..." if len(idx) > 8 else "")
             print(f"  kept {group}: {len(idx)} channels [{shown}]")
-    else:
-        print("lineage:   none (not a distilled student)")
     return 0
+
+
+# --- output paths: checked before anything runs; a failed command leaves no empty folder behind ---------
+
+def _first_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output(path: str | os.PathLike, *, directory: bool, flag: str = "--out") -> None:
+    """A usage error when ``path`` cannot be the output it should be; PermissionError when not writable."""
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: is a file; expected a directory to write into")
+    if not directory and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; expected a file to write")
+    existing = _first_existing(path if directory else path.parent)
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
+    target = path if path.is_dir() else existing
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {path}: {target} is not writable")
+
+
+@contextlib.contextmanager
+def removed_if_failed(path: str | os.PathLike):
+    """On failure, remove the folders of ``path`` this command created, where they are still empty.
+
+    A run that got far enough to write its state keeps it (the folder is not empty): --resume continues it.
+    """
+    path = Path(os.path.abspath(path))
+    created = []
+    while not path.exists() and path != path.parent:
+        created.append(path)
+        path = path.parent
+    try:
+        yield
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or gone): keep it and everything above it
+        raise
+
+
+def check_data_flags(config) -> None:
+    """What the dataset needs from the command line, checked before a run starts."""
+    if config.data == "image-folder" and config.data_root is None:
+        raise UsageError("--data image-folder needs --data-root pointing at a folder of images")
+    if config.data_root is not None and Path(config.data_root).exists() and not Path(config.data_root).is_dir():
+        raise UsageError(f"--data-root {config.data_root}: is a file; expected a folder")
 
 
 def _cmd_train(args) -> int:
     from .train import train
 
-    result = train(config_from_args(TrainConfig, args))
+    config = config_from_args(TrainConfig, args)
+    check_data_flags(config)
+    check_output(config.out, directory=True)
+    with removed_if_failed(config.out):
+        result = train(config)
     return _report_run(result, "generator")
 
 
 def _cmd_distill(args) -> int:
     from .train import distill
 
-    result = distill(config_from_args(DistillConfig, args))
+    config = config_from_args(DistillConfig, args)
+    if config.data != "none" and config.adversarial > 0:
+        check_data_flags(config)
+    check_output(config.out, directory=True)
+    with removed_if_failed(config.out):
+        result = distill(config)
     return _report_run(result, "student")
 
 
@@ -210,8 +294,10 @@ def _cmd_import(args) -> int:
         raise UsageError(f"--config is not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise UsageError("--config must be a JSON object")
+    check_output(args.out, directory=True)
     model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)
-    save_pretrained(model, args.out, extra={"imported_from": str(args.path)})
+    with removed_if_failed(args.out):
+        save_pretrained(model, args.out, extra={"imported_from": str(args.path)})
     print(f"{report.summary()}; written {args.out}")
     return 0
 
@@ -229,7 +315,11 @@ def _cmd_demo(args) -> int:
               f"{config.out}/report.md, report.json, fid_vs_macs.png and the teacher|student grid.\n"
               f"Run it now on a GAN directory of your own: gandistill demo --teacher DIR")
         return 0
-    paths = demo(config)
+    if config.data != "none":
+        check_data_flags(config)
+    check_output(config.out, directory=True)
+    with removed_if_failed(config.out):
+        paths = demo(config)
     md = Path(paths["markdown"]).read_text().splitlines()
     print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))
     print(f"\nreport:  {paths['markdown']}  (and {Path(paths['json']).name}"
@@ -253,9 +343,10 @@ def _report_run(result, what: str) -> int:
 
 def _add_evaluation_parsers(sub) -> None:
     from .config import ClassifierTrainConfig, ProfileConfig
+    from .data import DATASETS
 
     p = sub.add_parser("train-classifier", help="train the Fashion-MNIST CNN used as the fmnist-cnn extractor")
-    add_config_flags(p, ClassifierTrainConfig)
+    add_config_flags(p, ClassifierTrainConfig, choices={"data": DATASETS.names()})
     for action in p._actions:  # shared field names whose generic help would mislead here
         if action.dest == "width":
             action.help = "channels of the first stage; later stages double it (default: %(default)s)"
@@ -365,10 +456,12 @@ def _checked_eval_args(args) -> None:
         EvalConfig(dataset=args.dataset, split=args.split, metrics=tuple(args.metrics), extractor=args.extractor,
                    num_samples=args.num_samples, seed=args.seed[0], device=args.device, batch_size=args.batch_size,
                    data_root=args.data_root, paired=args.paired)
-        if any(s < 0 for s in args.seed) or len(set(args.seed)) != len(args.seed):
-            raise ValueError(f"seeds must be distinct non-negative integers, got {args.seed}")
+        if any(not 0 <= s <= MAX_SEED for s in args.seed) or len(set(args.seed)) != len(args.seed):
+            raise ValueError(f"seeds must be distinct integers in [0, {MAX_SEED}], got {args.seed}")
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if getattr(args, "out", None) is not None:
+        check_output(args.out, directory=args.command == "report")
 
 
 def _seed_arg(seeds: list[int]):
@@ -379,11 +472,11 @@ def _cmd_train_classifier(args) -> int:
     from .config import ClassifierTrainConfig
     from .train_classifier import train_classifier
 
-    try:
-        config = config_from_args(ClassifierTrainConfig, args)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    result = train_classifier(config)
+    config = config_from_args(ClassifierTrainConfig, args)
+    check_data_flags(config)
+    check_output(config.out, directory=True)
+    with removed_if_failed(config.out):
+        result = train_classifier(config)
     print(f"done: test accuracy {result.test_accuracy:.4f} after {len(result.history)} epochs "
           f"({result.wall_time_s / 60:.1f} min); classifier in {result.out}")
     return 0
@@ -423,6 +516,9 @@ def _cmd_sample(args) -> int:
 
     if args.num < 1 or args.nrow < 1 or args.scale < 1:
         raise UsageError("--num, --nrow and --scale must be positive")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    check_output(args.out, directory=False)
     images = sample(args.path, num=args.num, seed=args.seed, compare=args.compare, interpolate=args.interpolate,
                     nrow=args.nrow, out=args.out, scale=args.scale)
     print(f"wrote {args.out}: {images.shape[0]} images, seed {args.seed}"
@@ -447,6 +543,8 @@ def _cmd_profile(args) -> int:
                           throughput_runs=args.throughput_runs, warmup=args.warmup)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.out:
+        check_output(args.out, directory=False)
     results = []
     for device in devices:
         per_device = [profile(p, device=device, latency_runs=args.latency_runs,
@@ -481,12 +579,13 @@ def _cmd_report(args) -> int:
     _checked_eval_args(args)
     if args.sample_num < 0 or args.latency_runs < 1 or args.throughput_batch < 1:
         raise UsageError("--sample-num must be >= 0, --latency-runs and --throughput-batch positive")
-    paths = make_report(args.paths, out=args.out, dataset=args.dataset, split=args.split, metrics=args.metrics,
-                   extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
-                   device=args.device, batch_size=args.batch_size, data_root=args.data_root,
-                   extractor_weights=args.extractor_weights, paired=args.paired, profile=args.profile,
-                   latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
-                   sample_num=args.sample_num, title=args.title)
+    with removed_if_failed(args.out):
+        paths = make_report(args.paths, out=args.out, dataset=args.dataset, split=args.split, metrics=args.metrics,
+                            extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
+                            device=args.device, batch_size=args.batch_size, data_root=args.data_root,
+                            extractor_weights=args.extractor_weights, paired=args.paired, profile=args.profile,
+                            latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
+                            sample_num=args.sample_num, title=args.title)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
@@ -542,6 +641,11 @@ def _cmd_export(args) -> int:
 COMMANDS.update({"export": _cmd_export})
 
 
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (some libraries write several)."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -556,12 +660,18 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if args.debug:
             raise
-        print(f"gandistill {args.command}: error: {e}", file=sys.stderr)
+        print(f"gandistill {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, OSError) as e:
+    except (ValueError, OSError) as e:  # bad files, missing data, full disks: failures, not usage errors
         if args.debug:
             raise
-        print(f"gandistill {args.command}: error: {e}", file=sys.stderr)
+        print(f"gandistill {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug still gets one line; --debug shows where
+        if args.debug:
+            raise
+        print(f"gandistill {args.command}: error: unexpected {type(e).__name__}: {one_line(e)} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

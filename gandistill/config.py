@@ -1,15 +1,22 @@
 """Frozen dataclasses for every component: the one source of defaults for the API and the CLI.
 
-No torch here: configs are plain data, saved as JSON beside the weights they describe.
+No torch here: configs are plain data, saved as JSON beside the weights they describe. Every field is
+checked on construction; anything wrong raises one ValueError that starts with the field's name.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 FORMAT_VERSION = 1
+# train() and distill() seed numpy with seed * 1000 + rank, and numpy takes seeds below 2**32
+MAX_SEED = (2**32 - 1) // 1000 - 1
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
 
 
 def scaled(channels: int, width: float) -> int:
@@ -28,7 +35,7 @@ class ConfigMixin:
         if not isinstance(data, dict):
             raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
+        unknown = sorted(_show(k) if not isinstance(k, str) else k for k in set(data) - known)
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
@@ -37,15 +44,21 @@ class ConfigMixin:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _check_type(obj, name: str, typ, *, allow_none: bool = False) -> None:
-    value = getattr(obj, name)
-    if value is None and allow_none:
-        return
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        object.__setattr__(obj, name, float(value))
-        value = float(value)
-    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        raise ValueError(f"{name} must be {typ.__name__}, got {value!r}")
+# --- validation helpers: each raises ValueError("<field> <rule>, got <value>") -------------------------
+
+def _show(value) -> str:
+    """A short repr for error messages, even for huge integers, long strings or odd objects."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a message must not fail while describing a bad value
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fail(name: str, rule: str, value) -> None:
+    raise ValueError(f"{name} {rule}, got {_show(value)}")
 
 
 def _check(cond: bool, name: str, message: str) -> None:
@@ -53,10 +66,90 @@ def _check(cond: bool, name: str, message: str) -> None:
         raise ValueError(f"{name} {message}")
 
 
+def _check_type(obj, name: str, typ, *, allow_none: bool = False) -> None:
+    """``typ`` is int, float, bool or str; other integers and reals (numpy's) are converted."""
+    value = getattr(obj, name)
+    if value is None and allow_none:
+        return
+    if not isinstance(value, bool) and not isinstance(value, typ):
+        converted = None
+        if typ is float and isinstance(value, numbers.Real):
+            try:
+                converted = float(value)
+            except OverflowError:
+                _fail(name, "is too large for a float", value)
+        elif typ is int and isinstance(value, numbers.Integral):
+            converted = int(value)
+        if converted is not None:
+            object.__setattr__(obj, name, converted)
+            value = converted
+    if isinstance(value, bool) != (typ is bool) or not isinstance(value, typ):
+        _fail(name, f"must be {typ.__name__}", value)
+    if typ is int and not -2**63 <= value < 2**63:  # kept to int64: torch and JSON readers take it
+        _fail(name, "is out of the 64-bit integer range", value)
+
+
+def _check_types(obj, typ, names: tuple[str, ...], *, allow_none: bool = False) -> None:
+    for name in names:
+        _check_type(obj, name, typ, allow_none=allow_none)
+
+
+def _check_path(obj, name: str, *, allow_none: bool = False) -> None:
+    """A non-empty path given as str or os.PathLike (stored as str, so that it saves as JSON)."""
+    value = getattr(obj, name)
+    if value is None and allow_none:
+        return
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+        object.__setattr__(obj, name, value)
+    if not isinstance(value, str) or not value or "\0" in value:
+        _fail(name, "must be a non-empty path" + (" or None" if allow_none else ""), value)
+
+
+def _check_name(obj, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, str) or not value.strip():
+        _fail(name, "must be a non-empty name", value)
+
+
+def _check_choice(obj, name: str, options: tuple) -> None:
+    value = getattr(obj, name)  # already type-checked, so ``in`` compares like with like
+    if value not in options:
+        names = [str(o) for o in options]
+        _fail(name, f"must be {', '.join(names[:-1])} or {names[-1]}", value)
+
+
+def _check_range(obj, names: tuple[str, ...], low=None, high=None, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+    """low <= value <= high (strict where open); floats must also be finite."""
+    for name in names:
+        value = getattr(obj, name)
+        ok = not (isinstance(value, float) and not math.isfinite(value))
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+        if not ok:
+            if high is None:
+                rule = f"must be {'>' if low_open else '>='} {low}"
+            else:
+                rule = f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            _fail(name, rule, value)
+
+
+def _check_seed(obj, name: str = "seed") -> None:
+    _check_range(obj, (name,), 0, MAX_SEED)
+
+
+def _check_device(obj) -> None:
+    _check_type(obj, "device", str)
+    if not _DEVICE.fullmatch(obj.device):
+        _fail("device", "must be cpu, cuda or cuda:N", obj.device)
+
+
 def _check_width(obj) -> None:
     _check_type(obj, "width", float)
-    w = obj.width
-    _check(math.isfinite(w) and 0.0 < w <= 1.0, "width", f"must be in (0, 1], got {w!r}")
+    _check_range(obj, ("width",), 0, 1, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -72,13 +165,11 @@ class DCGANConfig(ConfigMixin):
     spectral_norm: bool = True  # discriminator only
 
     def __post_init__(self):
-        for name in ("resolution", "channels", "z_dim", "base_channels"):
-            _check_type(self, name, int)
+        _check_types(self, int, ("resolution", "channels", "z_dim", "base_channels"))
         _check_type(self, "spectral_norm", bool)
-        _check(self.resolution in (32, 64), "resolution", f"must be 32 or 64, got {self.resolution}")
-        _check(self.channels in (1, 3), "channels", f"must be 1 or 3, got {self.channels}")
-        _check(self.z_dim >= 1, "z_dim", f"must be >= 1, got {self.z_dim}")
-        _check(self.base_channels >= 1, "base_channels", f"must be >= 1, got {self.base_channels}")
+        _check_choice(self, "resolution", (32, 64))
+        _check_choice(self, "channels", (1, 3))
+        _check_range(self, ("z_dim", "base_channels"), 1)
         _check_width(self)
 
 
@@ -97,34 +188,25 @@ class StyleGAN2Config(ConfigMixin):
     mbstd_group: int = 4  # discriminator only
 
     def __post_init__(self):
-        for name in ("resolution", "channels", "z_dim", "w_dim", "mapping_layers", "base_channels", "mbstd_group"):
-            _check_type(self, name, int)
-        _check(self.resolution in (32, 64), "resolution", f"must be 32 or 64, got {self.resolution}")
-        _check(self.channels in (1, 3), "channels", f"must be 1 or 3, got {self.channels}")
-        _check(self.z_dim >= 1, "z_dim", f"must be >= 1, got {self.z_dim}")
-        _check(self.w_dim >= 1, "w_dim", f"must be >= 1, got {self.w_dim}")
-        _check(self.mapping_layers >= 1, "mapping_layers", f"must be >= 1, got {self.mapping_layers}")
-        _check(self.base_channels >= 1, "base_channels", f"must be >= 1, got {self.base_channels}")
-        _check(self.mbstd_group >= 1, "mbstd_group", f"must be >= 1, got {self.mbstd_group}")
+        _check_types(self, int, ("resolution", "channels", "z_dim", "w_dim", "mapping_layers", "base_channels",
+                                 "mbstd_group"))
+        _check_choice(self, "resolution", (32, 64))
+        _check_choice(self, "channels", (1, 3))
+        _check_range(self, ("z_dim", "w_dim", "mapping_layers", "base_channels", "mbstd_group"), 1)
         _check_width(self)
 
 
 MODEL_CONFIGS: dict[str, type] = {"dcgan": DCGANConfig, "stylegan2": StyleGAN2Config}
 GAN_FAMILIES = ("dcgan", "stylegan2")
+ADVERSARIAL_LOSSES = ("hinge", "nonsat", "lsgan")
+SPLITS = ("train", "test")
 
 
 def model_config(family: str, **kwargs):
     """The config dataclass of ``family`` built from keyword arguments."""
-    if family not in MODEL_CONFIGS:
-        raise ValueError(f"unknown family {family!r}; choose one of: {', '.join(sorted(MODEL_CONFIGS))}")
+    if not isinstance(family, str) or family not in MODEL_CONFIGS:
+        raise ValueError(f"unknown family {_show(family)}; choose one of: {', '.join(sorted(MODEL_CONFIGS))}")
     return MODEL_CONFIGS[family].from_dict(kwargs)
-
-
-def _check_positive(obj, names: tuple[str, ...], allow_zero: bool = False) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        ok = value >= 0 if allow_zero else value > 0
-        _check(ok and math.isfinite(value), name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -164,25 +246,28 @@ class TrainConfig(ConfigMixin):
     resume: bool = False
 
     def __post_init__(self):
-        _check(self.family in GAN_FAMILIES, "family", f"must be one of {', '.join(GAN_FAMILIES)}, got {self.family!r}")
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "max_bad_steps", "r1_every",
-                     "sample_every", "snapshot_every", "holdout", "seed"):
-            _check_type(self, name, int)
-        for name in ("g_lr", "d_lr", "beta1", "beta2", "r1_gamma", "ema_decay", "width", "d_width"):
-            _check_type(self, name, float)
-        _check_positive(self, ("batch_size", "g_lr", "d_lr", "log_every", "checkpoint_every", "r1_every",
-                               "max_bad_steps"))
-        _check_positive(self, ("steps", "holdout", "r1_gamma", "sample_every", "snapshot_every", "seed"),
-                        allow_zero=True)
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
-        _check(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
-        _check(self.loss in ("hinge", "nonsat", "lsgan"), "loss", f"must be hinge, nonsat or lsgan, got {self.loss!r}")
-        _check(self.split in ("train", "test"), "split", f"must be train or test, got {self.split!r}")
-        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+        _check_path(self, "out")
+        _check_path(self, "data_root", allow_none=True)
+        _check_types(self, str, ("family", "data", "split", "loss"))
+        _check_types(self, int, ("resolution", "channels", "base_channels", "steps", "batch_size",
+                                 "checkpoint_every", "log_every", "max_bad_steps", "r1_every", "sample_every",
+                                 "snapshot_every", "holdout", "seed"))
+        _check_types(self, float, ("g_lr", "d_lr", "beta1", "beta2", "r1_gamma", "ema_decay", "width", "d_width"))
+        _check_types(self, bool, ("ema", "amp", "resume"))
+        _check_choice(self, "family", GAN_FAMILIES)
+        _check_name(self, "data")
+        _check_range(self, ("batch_size", "log_every", "checkpoint_every", "r1_every", "max_bad_steps"), 0,
+                     low_open=True)
+        _check_range(self, ("g_lr", "d_lr"), 0, low_open=True)
+        _check_range(self, ("steps", "holdout", "r1_gamma", "sample_every", "snapshot_every"), 0)
+        _check_seed(self)
+        _check_range(self, ("beta1", "beta2", "ema_decay"), 0, 1, high_open=True)
+        _check_choice(self, "loss", ADVERSARIAL_LOSSES)
+        _check_choice(self, "split", SPLITS)
+        _check_device(self)
         for name in ("width", "d_width"):
-            value = getattr(self, name)
-            _check(math.isfinite(value) and 0.0 < value <= 1.0, name, f"must be in (0, 1], got {value!r}")
-        # the model config validates its own fields (resolution, channels)
+            _check_range(self, (name,), 0, 1, low_open=True)
+        # the model config validates its own fields (resolution, channels, base_channels)
         self.model_config()
         self.model_config(discriminator=True)
 
@@ -235,27 +320,31 @@ class DistillConfig(ConfigMixin):
     resume: bool = False
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every", "max_bad_steps", "seed"):
-            _check_type(self, name, int)
-        for name in ("width", "g_lr", "d_lr", "beta1", "beta2", "pixel", "feature", "disc_feature", "perceptual",
-                     "disc_kl", "kl_temperature", "class_kl", "class_alpha", "class_temperature", "adversarial",
-                     "ema_decay"):
-            _check_type(self, name, float)
+        _check_path(self, "teacher")
+        _check_path(self, "out")
+        _check_path(self, "data_root", allow_none=True)
+        _check_path(self, "classifier", allow_none=True)
+        _check_types(self, str, ("init", "data", "split", "pixel_kind", "adv_loss"))
+        _check_types(self, int, ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every",
+                                 "max_bad_steps", "seed"))
+        _check_types(self, float, ("width", "g_lr", "d_lr", "beta1", "beta2", "pixel", "feature", "disc_feature",
+                                   "perceptual", "disc_kl", "kl_temperature", "class_kl", "class_alpha",
+                                   "class_temperature", "adversarial", "ema_decay"))
+        _check_types(self, bool, ("ema", "amp", "channels_last", "resume"))
         _check_width(self)
-        _check_positive(self, ("batch_size", "g_lr", "d_lr", "log_every", "checkpoint_every", "max_bad_steps",
-                               "kl_temperature", "class_temperature"))
-        _check_positive(self, ("steps", "sample_every", "seed", "pixel", "feature", "disc_feature", "perceptual",
-                               "disc_kl", "class_kl", "adversarial"), allow_zero=True)
-        _check(0 <= self.class_alpha <= 1, "class_alpha", f"must be in [0, 1], got {self.class_alpha}")
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
-        _check(0 <= self.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
-        _check(self.init in ("l1", "prefix", "random"), "init", f"must be l1, prefix or random, got {self.init!r}")
-        _check(self.pixel_kind in ("l1", "mse", "l1+mse"), "pixel_kind", f"must be l1, mse or l1+mse, got {self.pixel_kind!r}")
-        _check(self.adv_loss in ("hinge", "nonsat", "lsgan"), "adv_loss",
-               f"must be hinge, nonsat or lsgan, got {self.adv_loss!r}")
-        _check(self.split in ("train", "test"), "split", f"must be train or test, got {self.split!r}")
-        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
-        _check(bool(self.teacher), "teacher", "must name a GAN or generator directory")
+        _check_name(self, "data")
+        _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
+        _check_range(self, ("g_lr", "d_lr", "kl_temperature", "class_temperature"), 0, low_open=True)
+        _check_range(self, ("steps", "sample_every", "pixel", "feature", "disc_feature", "perceptual", "disc_kl",
+                            "class_kl", "adversarial"), 0)
+        _check_seed(self)
+        _check_range(self, ("class_alpha",), 0, 1)
+        _check_range(self, ("beta1", "beta2", "ema_decay"), 0, 1, high_open=True)
+        _check_choice(self, "init", ("l1", "prefix", "random"))
+        _check_choice(self, "pixel_kind", ("l1", "mse", "l1+mse"))
+        _check_choice(self, "adv_loss", ADVERSARIAL_LOSSES)
+        _check_choice(self, "split", SPLITS)
+        _check_device(self)
         _check(not ((self.perceptual or self.class_kl) and not self.classifier), "classifier",
                "is needed when perceptual or class_kl > 0 (e.g. --classifier pretrained/fmnist-cnn)")
 
@@ -272,12 +361,10 @@ class ClassifierConfig(ConfigMixin):
     feature_dim: int = 256
 
     def __post_init__(self):
-        for name in ("resolution", "channels", "num_classes", "width", "feature_dim"):
-            _check_type(self, name, int)
-        _check(self.resolution in (32, 64), "resolution", f"must be 32 or 64, got {self.resolution}")
-        _check(self.channels in (1, 3), "channels", f"must be 1 or 3, got {self.channels}")
-        for name in ("num_classes", "width", "feature_dim"):
-            _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        _check_types(self, int, ("resolution", "channels", "num_classes", "width", "feature_dim"))
+        _check_choice(self, "resolution", (32, 64))
+        _check_choice(self, "channels", (1, 3))
+        _check_range(self, ("num_classes", "width", "feature_dim"), 1)
 
 
 MODEL_CONFIGS["fmnist-cnn"] = ClassifierConfig
@@ -304,16 +391,19 @@ class ClassifierTrainConfig(ConfigMixin):
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
     def __post_init__(self):
-        for name in ("width", "feature_dim", "epochs", "batch_size", "seed", "num_threads"):
-            _check_type(self, name, int)
-        for name in ("lr", "momentum", "weight_decay", "label_smoothing"):
-            _check_type(self, name, float)
+        _check_path(self, "out")
+        _check_path(self, "data_root", allow_none=True)
+        _check_type(self, "data", str)
+        _check_types(self, int, ("width", "feature_dim", "epochs", "batch_size", "seed", "num_threads"))
+        _check_types(self, float, ("lr", "momentum", "weight_decay", "label_smoothing"))
         _check_type(self, "augment", bool)
-        _check_positive(self, ("width", "feature_dim", "epochs", "batch_size", "lr"))
-        _check_positive(self, ("weight_decay", "seed", "num_threads"), allow_zero=True)
-        _check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
-        _check(0 <= self.label_smoothing < 1, "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
-        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+        _check_name(self, "data")
+        _check_range(self, ("width", "feature_dim", "epochs", "batch_size"), 0, low_open=True)
+        _check_range(self, ("lr",), 0, low_open=True)
+        _check_range(self, ("weight_decay", "num_threads"), 0)
+        _check_seed(self)
+        _check_range(self, ("momentum", "label_smoothing"), 0, 1, high_open=True)
+        _check_device(self)
 
 
 @dataclass(frozen=True)
@@ -332,18 +422,29 @@ class EvalConfig(ConfigMixin):
     paired: int = 1000  # latents for PSNR/SSIM/feature distance of a student against its teacher (0 = off)
 
     def __post_init__(self):
-        if isinstance(self.metrics, (list, str)):
-            object.__setattr__(self, "metrics", tuple([self.metrics] if isinstance(self.metrics, str)
-                                                      else self.metrics))
-        for name in ("num_samples", "seed", "batch_size", "paired"):
-            _check_type(self, name, int)
-        _check_positive(self, ("num_samples", "batch_size"))
+        metrics = self.metrics
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        elif isinstance(metrics, (list, tuple)):
+            metrics = tuple(metrics)
+        else:
+            _fail("metrics", "must be a non-empty subset of fid, kid, is", metrics)
+        object.__setattr__(self, "metrics", metrics)
+        bad = [m for m in metrics if not isinstance(m, str) or m not in ("fid", "kid", "is")]
+        _check(not bad and len(metrics) > 0, "metrics", f"must be a non-empty subset of fid, kid, is; got "
+                                                        f"{_show(bad or list(metrics))}")
+        _check_path(self, "data_root", allow_none=True)
+        _check_types(self, str, ("dataset", "split", "extractor"))
+        _check_types(self, int, ("num_samples", "seed", "batch_size", "paired"))
+        _check_name(self, "dataset")
+        _check_name(self, "extractor")
+        _check_choice(self, "split", SPLITS)
+        _check_range(self, ("batch_size",), 0, low_open=True)
         _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
-                                                     f"{self.num_samples}")
-        _check_positive(self, ("seed", "paired"), allow_zero=True)
-        bad = [m for m in self.metrics if m not in ("fid", "kid", "is")]
-        _check(not bad and len(self.metrics) > 0, "metrics", f"must be a non-empty subset of fid, kid, is; got {bad}")
-        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+                                                     f"{_show(self.num_samples)}")
+        _check_range(self, ("paired",), 0)
+        _check_seed(self)
+        _check_device(self)
 
 
 @dataclass(frozen=True)
@@ -357,11 +458,10 @@ class ProfileConfig(ConfigMixin):
     warmup: int = 5
 
     def __post_init__(self):
-        for name in ("latency_runs", "throughput_batch", "throughput_runs", "warmup"):
-            _check_type(self, name, int)
-        _check_positive(self, ("latency_runs", "throughput_batch", "throughput_runs"))
-        _check_positive(self, ("warmup",), allow_zero=True)
-        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+        _check_types(self, int, ("latency_runs", "throughput_batch", "throughput_runs", "warmup"))
+        _check_range(self, ("latency_runs", "throughput_batch", "throughput_runs"), 0, low_open=True)
+        _check_range(self, ("warmup",), 0)
+        _check_device(self)
 
 
 @dataclass(frozen=True)
@@ -386,12 +486,20 @@ class DemoConfig(ConfigMixin):
     verbose: bool = True
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "num_samples", "paired", "seed"):
-            _check_type(self, name, int)
-        _check_type(self, "width", float)
+        _check_path(self, "teacher")
+        _check_path(self, "out")
+        _check_path(self, "data_root", allow_none=True)
+        _check_types(self, str, ("data", "dataset", "split", "extractor", "export_format"))
+        _check_types(self, int, ("steps", "batch_size", "num_samples", "paired", "seed"))
+        _check_type(self, "verbose", bool)
         _check_width(self)
-        _check_positive(self, ("steps", "batch_size", "num_samples"))
-        _check_positive(self, ("paired", "seed"), allow_zero=True)
-        _check(self.export_format in ("onnx", "torchscript", "safetensors"), "export_format",
-               f"must be onnx, torchscript or safetensors, got {self.export_format!r}")
-        _check(self.device.split(":")[0] in ("cpu", "cuda"), "device", f"must be cpu or cuda, got {self.device!r}")
+        for name in ("data", "dataset", "extractor"):
+            _check_name(self, name)
+        _check_range(self, ("steps", "batch_size"), 0, low_open=True)
+        _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
+                                                     f"{_show(self.num_samples)}")
+        _check_range(self, ("paired",), 0)
+        _check_seed(self)
+        _check_choice(self, "split", SPLITS)
+        _check_choice(self, "export_format", ("onnx", "torchscript", "safetensors"))
+        _check_device(self)

@@ -151,45 +151,125 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, r
 
 # --- image folder ---------------------------------------------------------------------------------------
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+class _Unusable(Exception):
+    """Why one file of an image folder cannot be used (collected, then reported together)."""
+
+
+def min_image_side(resolution: int) -> int:
+    """The smallest shorter side an image-folder image may have: half the target resolution (at most 2x upsampling)."""
+    return (resolution + 1) // 2
+
+
+def _read_image(path: Path, resolution: int, channels: int):
+    """uint8 [resolution, resolution, channels] and whether it was upsampled; _Unusable says why not."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        raise _Unusable("empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:  # verify() checks the structure (and PNG checksums) without decoding
+            im.verify()
+        with Image.open(path) as im:  # verify() leaves the image unusable: open again and decode every pixel
+            im.load()
+            im = ImageOps.exif_transpose(im)  # camera JPEGs: apply the orientation tag
+    except Image.DecompressionBombError as e:
+        raise _Unusable(f"too large to decode safely ({e})") from None
+    except UnidentifiedImageError:
+        raise _Unusable("not an image Pillow can identify (corrupt, or not an image despite its suffix)") from None
+    except Exception as e:  # noqa: BLE001 - decoders raise many kinds on bad input; report which file, not crash
+        message = " ".join(str(e).split()).replace(repr(str(path)), "").replace(str(path), "")
+        raise _Unusable(f"corrupt or truncated image ({type(e).__name__}: {message})") from None
+    w, h = im.size
+    if min(w, h) < min_image_side(resolution):
+        raise _Unusable(f"{w}x{h} is too small: the shorter side must be at least {min_image_side(resolution)} "
+                        f"px (half of --resolution {resolution}) to be upsampled")
+
+    # --- to 8-bit L or RGB: 16-bit scaled (Pillow would clip it), transparency composited over black ---
+    mode = "L" if channels == 1 else "RGB"
+    if im.mode == "F":
+        raise _Unusable("32-bit float pixels (mode F) have no fixed range; save it as 8- or 16-bit")
+    if im.mode in _SIXTEEN_BIT:
+        values = np.asarray(im, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
+        im = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
+    if im.mode in _WITH_ALPHA or "transparency" in im.info:
+        rgba = im.convert("RGBA") if im.mode != "La" else im.convert("LA").convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), rgba)
+    try:
+        im = im.convert(mode)
+    except ValueError as e:
+        raise _Unusable(f"mode {im.mode} cannot be converted to {mode} ({e})") from None
+
+    # --- centre square, resized to resolution (bicubic; antialiased when shrinking) ---
+    s = min(w, h)
+    im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    im = im.resize((resolution, resolution), Image.BICUBIC)
+    return np.asarray(im, dtype=np.uint8).reshape(resolution, resolution, channels), s < resolution
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    return "; ".join(items[:limit]) + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @DATASETS.register("image-folder")
 def image_folder(split: str = "train", root: str | os.PathLike | None = None, resolution: int = 32,
                  channels: int = 3) -> ImageData:
-    """Every image under ``root`` (nested allowed): center-cropped, resized; corrupt files skipped and counted.
+    """Every image under ``root`` (nested allowed), centre-cropped to a square and resized to ``resolution``.
 
+    Files ending in .png .jpg .jpeg .bmp .webp .tif .tiff are read; other files (and hidden ones) are
+    ignored. Every image is decoded in full first: one that is empty, corrupt, truncated, a 32-bit float
+    image or smaller than ``min_image_side(resolution)`` makes the whole load fail with one line naming it.
+    Conversions, all deterministic: 16-bit grayscale scaled to 8 bits, transparency (RGBA, LA, palette)
+    composited over black, CMYK/palette/bilevel converted by Pillow, grayscale repeated to RGB or RGB to
+    luma for ``channels=1``, EXIF orientation applied, multi-frame files read at their first frame, and
+    images up to 2x smaller than ``resolution`` upsampled (bicubic) with a note on stderr.
     ``split`` is accepted for symmetry and ignored (a folder is one split).
     """
-    from PIL import Image, UnidentifiedImageError
-
     if root is None:
         raise ValueError("image-folder needs --data-root pointing at a folder of images")
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise FileNotFoundError(f"{root}: no such folder")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    mode = "L" if channels == 1 else "RGB"
-    arrays, skipped = [], []
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: is a file; image-folder needs a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    paths = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    ignored = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    suffixes = " ".join(IMAGE_SUFFIXES)
+    if not paths:
+        found = f" (found only {len(ignored)} other file(s), e.g. {ignored[0].relative_to(root)})" if ignored else ""
+        raise ValueError(f"{root}: no readable images: no {suffixes} file here or in subfolders{found}")
+    arrays, problems, upsampled = [], [], []
     for path in paths:
         try:
-            with Image.open(path) as im:
-                im = im.convert(mode)
-                w, h = im.size
-                s = min(w, h)
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-                im = im.resize((resolution, resolution), Image.BICUBIC)
-                arrays.append(np.asarray(im, dtype=np.uint8).reshape(resolution, resolution, channels))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            skipped.append(f"{path} ({type(e).__name__})")
-    if skipped:
-        print(f"image-folder: skipped {len(skipped)} unreadable file(s): {'; '.join(skipped[:5])}"
-              f"{' ...' if len(skipped) > 5 else ''}", file=sys.stderr)
-    if not arrays:
-        raise ValueError(f"{root}: no readable images (png/jpg/bmp/webp)")
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            array, small = _read_image(path, resolution, channels)
+        except _Unusable as e:
+            problems.append(f"{path}: {e}")
+            continue
+        except OSError as e:  # unreadable file (permissions, I/O error)
+            problems.append(f"{path}: cannot be read ({e.strerror or e})")
+            continue
+        arrays.append(array)
+        if small:
+            upsampled.append(path)
+    if problems:
+        raise ValueError(f"image-folder {root}: {len(problems)} of {len(paths)} image file(s) cannot be used: "
+                         f"{_listing(problems)}. Fix or remove them")
+    notes = []
+    if upsampled:
+        notes.append(f"upsampled {len(upsampled)} image(s) smaller than {resolution}x{resolution} "
+                     f"(e.g. {upsampled[0]})")
+    if ignored:
+        notes.append(f"ignored {len(ignored)} file(s) that are not {suffixes} (e.g. {ignored[0]})")
+    for note in notes:
+        print(f"image-folder: {note}", file=sys.stderr)
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # [N, C, R, R]
     data = ImageData(x, torch.full((len(arrays),), -1, dtype=torch.int64), f"image-folder:{root}")
-    data.skipped = skipped  # type: ignore[attr-defined]
+    data.notes = notes  # type: ignore[attr-defined]
     return data
 
 

@@ -36,6 +36,13 @@ def test_train_distill_info_end_to_end(tmp_path, capsys, family, channels):
     (["distill", "--kl-temperature", "0"], "kl_temperature must be > 0"),
     (["train", "--batch-size", "0"], "batch_size must be > 0"),
     (["train", "--resolution", "48"], "resolution must be 32 or 64"),
+    (["distill", "--width", "nan"], "width must be in (0, 1]"),
+    (["distill", "--g-lr", "inf"], "g_lr must be > 0"),
+    (["distill", "--seed", "5000000"], "seed must be in [0, 4294966]"),
+    (["distill", "--device", "cuda:x"], "device must be cpu, cuda or cuda:N"),
+    (["distill", "--out", ""], "out must be a non-empty path"),
+    (["train", "--beta2", "1"], "beta2 must be in [0, 1)"),
+    (["eval", "x", "--seeds", "1,1"], "seeds must be distinct"),
 ])
 def test_bad_values_are_usage_errors(argv, message, capsys):
     assert main(argv) == 2
@@ -44,11 +51,14 @@ def test_bad_values_are_usage_errors(argv, message, capsys):
 
 
 @pytest.mark.parametrize("argv", [["distill", "--width", "wide"], ["distill", "--init", "best"],
-                                  ["train", "--family", "biggan"], ["nonsense"]])
+                                  ["train", "--family", "biggan"], ["nonsense"], ["distill", "--data", "cifar"],
+                                  ["train", "--steps", "1.5"], ["distill", "--ema=yes"], ["distill", "--bogus"]])
 def test_unparseable_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+    err = capsys.readouterr().err  # one line, not argparse's usage block followed by the error
+    assert err.count("\n") == 1 and ": error: " in err and "--help)" in err
 
 
 def test_missing_teacher_is_a_failure_with_one_line(tmp_path, capsys):

@@ -66,20 +66,24 @@ def test_mismatched_labels(tiny_fmnist):
         load_dataset("fashion-mnist", root=tiny_fmnist)
 
 
-def test_image_folder_skips_corrupt_files(tmp_path, capsys):
+def test_image_folder_reads_nested_images_and_refuses_corrupt_ones(tmp_path, capsys):
     (tmp_path / "imgs" / "nested").mkdir(parents=True)
     Image.new("RGB", (40, 30), (255, 0, 0)).save(tmp_path / "imgs" / "a.png")
     Image.new("L", (20, 20), 128).save(tmp_path / "imgs" / "nested" / "b.jpg")
-    (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG not really")
     (tmp_path / "imgs" / "notes.txt").write_text("ignored")
     data = load_dataset("image-folder", root=tmp_path / "imgs", resolution=32, channels=3)
     assert data.images.shape == (2, 3, 32, 32)
-    assert len(data.skipped) == 1 and "broken.png" in data.skipped[0]
-    assert "skipped 1 unreadable file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ignored 1 file(s)" in err and "notes.txt" in err
+    assert "upsampled 2 image(s)" in err  # 40x30 and 20x20: shorter side < 32, above the 16 px floor
     red = data.images[0]  # a.png sorts first: pure red after crop and resize
     assert red[0].min() == 255 and red[1].max() == 0
     gray = load_dataset("image-folder", root=tmp_path / "imgs", channels=1)
     assert gray.images.shape == (2, 1, 32, 32)
+    # one corrupt file fails the whole load, naming it (no silently smaller dataset)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"1 of 3 image file\(s\) cannot be used: .*broken.png: not an image"):
+        load_dataset("image-folder", root=tmp_path / "imgs")
 
 
 def test_image_folder_errors(tmp_path):
