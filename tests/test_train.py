@@ -1,4 +1,5 @@
 """Engine: train() and distill() on tiny configs and synthetic data."""
+import contextlib
 import importlib
 import json
 import os
@@ -175,18 +176,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, teacher, out, results):
+@contextlib.contextmanager
+def _as_rank(rank, world, port):
+    """This spawned process as one rank of a torchrun-like launch; the process group is closed after."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     import torch.distributed as dist
 
     try:
-        result = distill(teacher=teacher, out=out, width=0.5, steps=4, ema=False, **FAST)
-        torch.save({k: v.clone() for k, v in result.generator.state_dict().items()}, f"{results}/rank{rank}.pt")
+        yield
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _ddp_worker(rank, world, port, teacher, out, results):
+    with _as_rank(rank, world, port):
+        result = distill(teacher=teacher, out=out, width=0.5, steps=4, ema=False, **FAST)
+        torch.save({k: v.clone() for k, v in result.generator.state_dict().items()}, f"{results}/rank{rank}.pt")
 
 
 @pytest.mark.slow
@@ -200,3 +208,38 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert not torch.equal(w0["blocks.0.conv.weight"], before.state_dict()["blocks.0.conv.weight"][:, :w0[
         "blocks.0.conv.weight"].shape[1]])  # it trained
     assert (tmp_path / "ddp" / "student" / "model.safetensors").exists()
+
+
+def _ddp_nan_worker(rank, world, port, teacher, out, results):
+    """Rank 1 alone sees a NaN loss at its second step: both ranks must skip it together."""
+    if rank == 1:
+        real_pixel, calls = train_mod.pixel_loss, {"n": 0}
+
+        def pixel_nan_once(s, t, kind):
+            calls["n"] += 1
+            return real_pixel(s, t, kind) * (float("nan") if calls["n"] == 2 else 1.0)
+
+        train_mod.pixel_loss = pixel_nan_once  # this process only
+    with _as_rank(rank, world, port):
+        result = distill(teacher=teacher, out=out, width=0.5, steps=3, ema=False, **FAST)
+        torch.save({"bad_steps": result.bad_steps, **{k: v.clone() for k, v in result.generator.state_dict().items()}},
+                   f"{results}/rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_ddp_ranks_skip_a_non_finite_step_together(tmp_path):
+    import time
+
+    teacher = str(_teacher_dir(tmp_path))
+    context = mp.spawn(_ddp_nan_worker, args=(2, _free_port(), teacher, str(tmp_path / "ddp"), str(tmp_path)),
+                       nprocs=2, join=False)
+    deadline = time.time() + 300
+    while not context.join(timeout=2):
+        if time.time() > deadline:  # ranks that disagree leave one waiting in an all-reduce
+            for p in context.processes:
+                p.kill()
+            pytest.fail("DDP ranks hung after a non-finite step on one rank")
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert w0.pop("bad_steps") == w1.pop("bad_steps") == 1
+    assert _states_equal(w0, w1)
