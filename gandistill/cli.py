@@ -252,6 +252,16 @@ def removed_if_failed(path: str | os.PathLike):
         raise
 
 
+def _run_into_out(config, run, *, check_data: bool = True):
+    """Check the data flags (when the run reads data) and the output folder before ``run(config)`` starts;
+    a run that fails before writing any state leaves no empty folder behind."""
+    if check_data:
+        check_data_flags(config)
+    check_output(config.out, directory=True)
+    with removed_if_failed(config.out):
+        return run(config)
+
+
 def check_data_flags(config) -> None:
     """What the dataset needs from the command line, checked before a run starts."""
     if config.data == "image-folder" and config.data_root is None:
@@ -263,11 +273,7 @@ def check_data_flags(config) -> None:
 def _cmd_train(args) -> int:
     from .train import train
 
-    config = config_from_args(TrainConfig, args)
-    check_data_flags(config)
-    check_output(config.out, directory=True)
-    with removed_if_failed(config.out):
-        result = train(config)
+    result = _run_into_out(config_from_args(TrainConfig, args), train)
     return _report_run(result, "generator")
 
 
@@ -275,11 +281,7 @@ def _cmd_distill(args) -> int:
     from .train import distill
 
     config = config_from_args(DistillConfig, args)
-    if config.data != "none" and config.adversarial > 0:
-        check_data_flags(config)
-    check_output(config.out, directory=True)
-    with removed_if_failed(config.out):
-        result = distill(config)
+    result = _run_into_out(config, distill, check_data=config.data != "none" and config.adversarial > 0)
     return _report_run(result, "student")
 
 
@@ -315,11 +317,7 @@ def _cmd_demo(args) -> int:
               f"{config.out}/report.md, report.json, fid_vs_macs.png and the teacher|student grid.\n"
               f"Run it now on a GAN directory of your own: gandistill demo --teacher DIR")
         return 0
-    if config.data != "none":
-        check_data_flags(config)
-    check_output(config.out, directory=True)
-    with removed_if_failed(config.out):
-        paths = demo(config)
+    paths = _run_into_out(config, demo, check_data=config.data != "none")
     md = Path(paths["markdown"]).read_text().splitlines()
     print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))
     print(f"\nreport:  {paths['markdown']}  (and {Path(paths['json']).name}"
@@ -472,11 +470,7 @@ def _cmd_train_classifier(args) -> int:
     from .config import ClassifierTrainConfig
     from .train_classifier import train_classifier
 
-    config = config_from_args(ClassifierTrainConfig, args)
-    check_data_flags(config)
-    check_output(config.out, directory=True)
-    with removed_if_failed(config.out):
-        result = train_classifier(config)
+    result = _run_into_out(config_from_args(ClassifierTrainConfig, args), train_classifier)
     print(f"done: test accuracy {result.test_accuracy:.4f} after {len(result.history)} epochs "
           f"({result.wall_time_s / 60:.1f} min); classifier in {result.out}")
     return 0

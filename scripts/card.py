@@ -10,12 +10,12 @@ it is typed by hand: params and MACs of each model, the sha256 of every weights 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-from gandistill.checkpoint import CONFIG_NAME, from_pretrained
+from gandistill.checkpoint import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
+from gandistill.metrics import sha256_file
 from gandistill.profile import count_macs, count_params
 
 LICENCE = """## Licence
@@ -24,10 +24,6 @@ Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017, "Fashion-MNIST: a Novel Image Dat
 Learning Algorithms") is distributed under the MIT licence; these weights were trained on it and are released
 under gandistill's MIT licence.
 """
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def model_rows(root: Path) -> list[str]:
@@ -40,7 +36,7 @@ def model_rows(root: Path) -> list[str]:
         macs = f"{count_macs(model):,}" if meta["kind"] == "generator" else "-"
         rows.append(f"| `{d.relative_to(root) if d != root else '.'}` | {meta['family']} {meta['kind']} | "
                     f"`{json.dumps(meta['config'], separators=(',', ':'))}` | {count_params(model):,} | {macs} | "
-                    f"`{sha256(d / 'model.safetensors')}` |")
+                    f"`{sha256_file(d / WEIGHTS_NAME)}` |")
     return rows
 
 
