@@ -9,9 +9,11 @@ both sides alike; absolute times are printed beside it with the machine's descri
 
 Sections:
   inference  teacher vs students (widths 0.5, 0.25, 0.125): images/s at batch 1 and 64 in each mode (eager,
-             inference_mode, channels_last, torch.compile, ONNX Runtime); the student's speed-up over the
+             inference_mode, all_onednn, channels_last, torch.compile, ONNX Runtime); the student's speed-up over the
              teacher in the same mode next to its MAC ratio (target: >= 0.7 x the MAC ratio at batch 64, width
-             0.25). torch.compile runs in a child process under --compile-timeout and is reported as skipped,
+             0.25). all_onednn is inference_mode with the DCGAN image layer sent through oneDNN like every
+             other convolution (the toolkit sends it to PyTorch's native kernel, which is faster for few output
+             channels: models/layers.py conv_transpose_native). torch.compile runs in a child process under --compile-timeout and is reported as skipped,
              with the reason, when it fails or takes longer.
   distill    the toolkit's distill() step vs a bare loop written here with the same modules and arithmetic
              (the test suite checks that both end with bit-identical students); target toolkit / bare <= 1.10.
@@ -60,7 +62,7 @@ from gandistill.profile import count_macs, count_params
 from gandistill.students import make_student
 
 WIDTHS = (0.5, 0.25, 0.125)
-MODES = ("eager", "inference_mode", "channels_last", "compile", "onnxruntime")
+MODES = ("eager", "inference_mode", "all_onednn", "channels_last", "compile", "onnxruntime")
 TARGET_WIDTH, TARGET_BATCH, TARGET_EFFICIENCY = 0.25, 64, 0.7
 
 
@@ -135,6 +137,26 @@ def _inference(model: torch.nn.Module, z: torch.Tensor) -> Callable[[], object]:
         with torch.inference_mode():
             return model(z)
     return run
+
+
+def _all_onednn(model: torch.nn.Module, z: torch.Tensor) -> Callable[[], object]:
+    def run():
+        with torch.inference_mode(), _image_layer_through_onednn():
+            return model(z)
+    return run
+
+
+@contextlib.contextmanager
+def _image_layer_through_onednn():
+    """The DCGAN generator's image layer as it ran before conv_transpose_native (oneDNN, like every conv)."""
+    from gandistill.models import dcgan
+
+    native = dcgan.conv_transpose_native
+    dcgan.conv_transpose_native = lambda conv, x: conv(x)
+    try:
+        yield
+    finally:
+        dcgan.conv_transpose_native = native
 
 
 def _eager(model: torch.nn.Module, z: torch.Tensor) -> Callable[[], object]:
@@ -246,7 +268,8 @@ def section_inference(args, tmp: Path) -> dict:
                 runners = {}
                 for name, model in models.items():
                     m = copy.deepcopy(model).to(memory_format=torch.channels_last) if mode == "channels_last" else model
-                    runners[name] = (lambda z, m=m: _eager(m, z)) if mode == "eager" else (lambda z, m=m: _inference(m, z))
+                    make = {"eager": _eager, "all_onednn": _all_onednn}.get(mode, _inference)
+                    runners[name] = functools.partial(make, m)
             for batch in args.batches:
                 z = torch.randn(batch, models["teacher"].z_dim, device=args.device)
                 seconds[str(batch)] = interleaved({name: make(z) for name, make in runners.items()}, args.rounds,

@@ -177,3 +177,43 @@ def test_distill_taps_are_hidden_features(family):
     assert set(g.distill_taps) <= set(g.taps) and g.distill_taps
     assert all(feats[t].shape[1] != g.config.channels or t.startswith("b") for t in g.distill_taps)
     assert not any(t.startswith("rgb") for t in g.distill_taps)
+
+
+def test_image_layer_native_kernel_matches_onednn_and_restores_the_switch():
+    from gandistill.models.layers import conv_transpose_native
+
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(16, 1, 4, 2, 1)
+    x = torch.randn(8, 16, 16, 16, requires_grad=True)
+    assert torch.backends.mkldnn.enabled
+    native = conv_transpose_native(conv, x)
+    assert torch.backends.mkldnn.enabled  # the process-wide switch is back on
+    reference = conv(x)
+    torch.testing.assert_close(native, reference, rtol=1e-5, atol=1e-5)
+    native.sum().backward()  # gradients flow through the native path
+    assert x.grad is not None and conv.weight.grad is not None
+
+    class Boom(torch.nn.Module):
+        def forward(self, x):
+            assert not torch.backends.mkldnn.enabled  # it ran with oneDNN off
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        conv_transpose_native(Boom(), x)
+    assert torch.backends.mkldnn.enabled  # restored after an error too
+
+
+def test_dcgan_generator_routes_its_image_layer_to_the_native_kernel(monkeypatch):
+    from gandistill.models import dcgan
+
+    g = tiny_generator("dcgan").eval()
+    z = torch.randn(4, g.z_dim)
+    seen = []
+    real = dcgan.conv_transpose_native
+    monkeypatch.setattr(dcgan, "conv_transpose_native", lambda conv, x: seen.append(conv) or real(conv, x))
+    with torch.no_grad():
+        out = g(z)
+    assert seen == [g.to_img]
+    monkeypatch.setattr(dcgan, "conv_transpose_native", lambda conv, x: conv(x))
+    with torch.no_grad():
+        torch.testing.assert_close(g(z), out, rtol=1e-5, atol=1e-5)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import DCGANConfig, scaled
-from .layers import ChannelGroup
+from .layers import ChannelGroup, conv_transpose_native
 
 
 def _hidden_channels(config: DCGANConfig) -> dict[int, int]:
@@ -60,7 +60,7 @@ class DCGANGenerator(nn.Module):
         for res, block in zip(self.resolutions, self.blocks, strict=False):
             x = block(x)  # [N, C_res, res, res]
             feats[f"b{res}"] = x
-        x = self.to_img(x)
+        x = conv_transpose_native(self.to_img, x)  # few output channels: native kernel beats oneDNN
         feats[f"rgb{self.config.resolution}"] = x
         return torch.tanh(x), feats
 
