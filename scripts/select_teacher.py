@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="GAN directory to write the selected teacher to")
     parser.add_argument("--num", type=int, default=5000, help="generated images per snapshot")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-step", type=int, default=0,
+                        help="score only snapshots from this step on (early ones are far behind and cost time)")
     args = parser.parse_args(argv)
 
     run = Path(args.run)
@@ -48,9 +50,10 @@ def main(argv=None) -> int:
         return 1
     train = load_dataset(cfg.data, "train", cfg.data_root, cfg.resolution, cfg.channels)
     holdout = train.images[len(train) - cfg.holdout:]  # exactly the images training never saw
-    snapshots = sorted((run / "snapshots").glob("step*"))
+    snapshots = [p for p in sorted((run / "snapshots").glob("step*")) if int(p.name[4:]) >= args.min_step]
     if not snapshots:
-        print(f"{run}/snapshots: no snapshots (train with --snapshot-every)", file=sys.stderr)
+        print(f"{run}/snapshots: no snapshots from step {args.min_step} on (train with --snapshot-every)",
+              file=sys.stderr)
         return 1
     scores = {}
     key = None
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
     save_gan(generator, discriminator, out)
     write_json(out / "selection.json", {
         "run": str(run), "selected": best, "metric": f"{key} on the last {cfg.holdout} train images (held out)",
-        "scores": scores, "discriminator_from_state_step": int(state["step"]), "train_config": cfg.to_dict()})
+        "scores": scores, "scored_from_step": args.min_step, "discriminator_from_state_step": int(state["step"]), "train_config": cfg.to_dict()})
     print(f"selected {best} ({scores[best]:.2f}); discriminator from state step {state['step']}; written {out}")
     return 0
 

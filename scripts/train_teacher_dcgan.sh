@@ -10,4 +10,4 @@ RESUME=()
 exec gandistill train --out "$OUT" --family dcgan --base-channels 64 --resolution 32 --channels 1 \
   --data fashion-mnist --split train --holdout 5000 --steps 30000 --batch-size 64 --loss hinge \
   --g-lr 2e-4 --d-lr 2e-4 --ema-decay 0.999 --seed 0 \
-  --checkpoint-every 250 --snapshot-every 2000 --sample-every 1000 --log-every 100 "${RESUME[@]}"
+  --checkpoint-every 250 --snapshot-every 1000 --sample-every 1000 --log-every 100 "${RESUME[@]}"

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import gzip
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -18,6 +19,15 @@ TINY = {
     "stylegan2": dict(base_channels=4, z_dim=16, w_dim=16, mapping_layers=2),
 }
 FAMILIES = sorted(TINY)
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (scripts are recipes, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 # tiny models gain nothing from a second thread, and on a busy 2-core machine two OpenMP threads per
 # process spin against each other (a 5-step StyleGAN2 distill took 30 s instead of 3)

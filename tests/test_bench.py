@@ -1,8 +1,6 @@
 """scripts/bench.py on tiny settings: every section runs and writes its keys. No timing is asserted: a slow or
 busy machine must not fail a test."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,15 +8,12 @@ import torch
 from gandistill.config import DistillConfig
 from gandistill.train import distill
 
-BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench")
 
 
 def _equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
