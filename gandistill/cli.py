@@ -309,14 +309,8 @@ def _cmd_demo(args) -> int:
 
     config = config_from_args(DemoConfig, args)
     if config.teacher == DemoConfig.teacher and not Path(config.teacher).exists():
-        # the shipped teacher is still being trained (issue: shipped models); say what would run, exit 0
-        print(f"{config.teacher} is not shipped yet (the DCGAN teacher is still training). With it, the demo "
-              f"will: distill a width-{config.width:g} student for {config.steps} steps; evaluate teacher and "
-              f"student ({config.num_samples} samples, {config.extractor} FID/KID/IS, PSNR/SSIM on "
-              f"{config.paired} latents); profile both; export the student ({config.export_format}); write "
-              f"{config.out}/report.md, report.json, fid_vs_macs.png and the teacher|student grid.\n"
-              f"Run it now on a GAN directory of your own: gandistill demo --teacher DIR")
-        return 0
+        raise FileNotFoundError(f"{config.teacher} not found: run the demo from the gandistill checkout, which "
+                                f"ships it, or pass --teacher DIR (a GAN directory)")
     paths = _run_into_out(config, demo, check_data=config.data != "none")
     md = Path(paths["markdown"]).read_text().splitlines()
     print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))

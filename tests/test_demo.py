@@ -42,9 +42,9 @@ def test_demo_without_teacher_is_one_clear_error(tmp_path, capsys):
     assert "missing" in err and err.count("\n") == 1
 
 
-def test_demo_without_the_shipped_teacher_explains_itself(tmp_path, capsys, monkeypatch):
+def test_demo_without_the_shipped_teacher_says_where_it_is(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no pretrained/dcgan-fmnist here
-    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
-    out = capsys.readouterr().out
-    assert "not shipped yet" in out and "gandistill demo --teacher DIR" in out
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "pretrained/dcgan-fmnist not found" in err and "--teacher DIR" in err and err.count("\n") == 1
     assert not (tmp_path / "d").exists()
