@@ -9,12 +9,12 @@ both sides alike; absolute times are printed beside it with the machine's descri
 
 Sections:
   inference  teacher vs students (widths 0.5, 0.25, 0.125): images/s at batch 1 and 64 in each mode (eager,
-             inference_mode, all_onednn, channels_last, torch.compile, ONNX Runtime); the student's speed-up over the
-             teacher in the same mode next to its MAC ratio (target: >= 0.7 x the MAC ratio at batch 64, width
-             0.25). all_onednn is inference_mode with the DCGAN image layer sent through oneDNN like every
-             other convolution (the toolkit sends it to PyTorch's native kernel, which is faster for few output
-             channels: models/layers.py conv_transpose_native). torch.compile runs in a child process under --compile-timeout and is reported as skipped,
-             with the reason, when it fails or takes longer.
+             inference_mode, all_onednn, channels_last, torch.compile, ONNX Runtime); the student's speed-up
+             over the teacher in the same mode next to its MAC ratio (target: >= 0.7 x the MAC ratio at batch
+             64, width 0.25). all_onednn is inference_mode with the DCGAN image layer sent through oneDNN like
+             every other convolution (the toolkit sends it to PyTorch's native kernel, faster for few output
+             channels: models/layers.py conv_transpose_native). torch.compile runs in a child process under
+             --compile-timeout and is reported as skipped, with the reason, when it fails or takes longer.
   distill    the toolkit's distill() step vs a bare loop written here with the same modules and arithmetic
              (the test suite checks that both end with bit-identical students); target toolkit / bare <= 1.10.
              Also the bare step by phase, and distill() with --channels-last.

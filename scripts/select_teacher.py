@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     save_gan(generator, discriminator, out)
     write_json(out / "selection.json", {
         "run": str(run), "selected": best, "metric": f"{key} on the last {cfg.holdout} train images (held out)",
-        "scores": scores, "scored_from_step": args.min_step, "discriminator_from_state_step": int(state["step"]), "train_config": cfg.to_dict()})
+        "scores": scores, "scored_from_step": args.min_step, "discriminator_from_state_step": int(state["step"]),
+        "train_config": cfg.to_dict()})
     print(f"selected {best} ({scores[best]:.2f}); discriminator from state step {state['step']}; written {out}")
     return 0
 
