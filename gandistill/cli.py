@@ -27,6 +27,8 @@ FIELD_HELP = {
     "data_root": "folder holding the dataset (default: search $GANDISTILL_DATA, then system folders)",
     "split": "dataset split to train on",
     "holdout": "keep the last N images of the split out of training (for checkpoint selection)",
+    "init_from": "GAN directory to start from: its generator and discriminator weights (the EMA starts from the "
+                 "generator; optimizers and the step count start fresh), e.g. to train a shipped teacher further",
     "steps": "optimizer steps in total (a resumed run continues up to this)",
     "batch_size": "images per step (per process under torchrun)",
     "g_lr": "generator/student learning rate",

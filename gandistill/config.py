@@ -244,10 +244,12 @@ class TrainConfig(ConfigMixin):
     log_every: int = 50
     max_bad_steps: int = 5
     resume: bool = False
+    init_from: str | None = None  # a GAN directory whose G and D weights the run starts from (fresh optimizers)
 
     def __post_init__(self):
         _check_path(self, "out")
         _check_path(self, "data_root", allow_none=True)
+        _check_path(self, "init_from", allow_none=True)
         _check_types(self, str, ("family", "data", "split", "loss"))
         _check_types(self, int, ("resolution", "channels", "base_channels", "steps", "batch_size",
                                  "checkpoint_every", "log_every", "max_bad_steps", "r1_every", "sample_every",

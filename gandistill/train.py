@@ -277,6 +277,8 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     # --- models, EMA, optimizers ---
     G = build_generator(cfg.family, cfg.model_config()).to(device).train()
     D = build_discriminator(cfg.family, cfg.model_config(discriminator=True)).to(device).train()
+    if cfg.init_from and not cfg.resume:
+        _init_from(G, D, cfg)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
@@ -392,6 +394,19 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     if rank == 0 and status == "completed":
         save_gan(final, D, out)
     return RunResult(out, final.eval(), D, step, status, bad_total)
+
+
+def _init_from(G: nn.Module, D: nn.Module, cfg: TrainConfig) -> None:
+    """Load a GAN directory's weights into the freshly built G and D; their configs must be this run's."""
+    generator, discriminator = load_gan(cfg.init_from)
+    if discriminator is None:
+        raise ValueError(f"--init-from {cfg.init_from}: no discriminator/ beside the generator; a GAN directory "
+                         f"(generator/ and discriminator/) is needed to train on")
+    for name, model, loaded in (("generator", G, generator), ("discriminator", D, discriminator)):
+        if loaded.family != cfg.family or loaded.config != model.config:
+            raise ValueError(f"--init-from {cfg.init_from}: its {name} is {loaded.family} {loaded.config}, this run "
+                             f"builds {cfg.family} {model.config}; pass the same family and sizes")
+        model.load_state_dict(loaded.state_dict())
 
 
 def _check_resumable(state: dict, cfg, kind: str, same: tuple[str, ...]) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gandistill.checkpoint import from_pretrained, load_state, save_gan
+from gandistill.checkpoint import from_pretrained, load_gan, load_state, save_gan
 from gandistill.config import DistillConfig, TrainConfig
 from gandistill.train import distill, train
 
@@ -243,3 +243,28 @@ def test_ddp_ranks_skip_a_non_finite_step_together(tmp_path):
     w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert w0.pop("bad_steps") == w1.pop("bad_steps") == 1
     assert _states_equal(w0, w1)
+
+
+def test_init_from_starts_from_a_gan_directorys_weights(tmp_path):
+    first = train(out=str(tmp_path / "first"), base_channels=8, steps=4, **FAST)
+    # learning rates far below float32 resolution: the weights a run starts from are the ones it ends with
+    # (buffers such as BN statistics and spectral-norm vectors still move in training mode: parameters are compared)
+    again = train(out=str(tmp_path / "again"), base_channels=8, steps=1, g_lr=1e-30, d_lr=1e-30, ema=False,
+                  init_from=str(tmp_path / "first"), **FAST)
+    shipped_g, shipped_d = load_gan(tmp_path / "first")
+    for model, shipped in ((again.generator, shipped_g), (again.discriminator, shipped_d)):
+        ours = dict(model.named_parameters())
+        theirs = dict(shipped.named_parameters())
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert first.step == 4 and again.step == 1
+    fresh = train(out=str(tmp_path / "fresh"), base_channels=8, steps=1, g_lr=1e-30, d_lr=1e-30, ema=False, **FAST)
+    assert not torch.equal(fresh.generator.to_img.weight, again.generator.to_img.weight)
+
+
+def test_init_from_refuses_other_sizes_and_generator_only_dirs(tmp_path):
+    train(out=str(tmp_path / "first"), base_channels=8, steps=2, **FAST)
+    with pytest.raises(ValueError, match="init-from .*pass the same family and sizes"):
+        train(out=str(tmp_path / "wider"), base_channels=16, steps=1, init_from=str(tmp_path / "first"), **FAST)
+    with pytest.raises(ValueError, match="no discriminator/"):
+        train(out=str(tmp_path / "g-only"), base_channels=8, steps=1, init_from=str(tmp_path / "first" / "generator"),
+              **FAST)
