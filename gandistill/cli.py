@@ -310,9 +310,6 @@ def _cmd_demo(args) -> int:
     from .demo import demo
 
     config = config_from_args(DemoConfig, args)
-    if config.teacher == DemoConfig.teacher and not Path(config.teacher).exists():
-        raise FileNotFoundError(f"{config.teacher} not found: run the demo from the gandistill checkout, which "
-                                f"ships it, or pass --teacher DIR (a GAN directory)")
     paths = _run_into_out(config, demo, check_data=config.data != "none")
     md = Path(paths["markdown"]).read_text().splitlines()
     print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))

@@ -25,7 +25,12 @@ def demo(config: DemoConfig | None = None, **overrides) -> dict:
 
     # --- the teacher must be there before anything runs ---
     teacher_dir = Path(cfg.teacher)
-    read_config(resolve_model_dir(teacher_dir))  # one clear error for a missing or broken teacher
+    if not teacher_dir.exists():
+        shipped = cfg.teacher == DemoConfig.teacher
+        raise FileNotFoundError(f"{cfg.teacher} not found" + (" (it ships in the gandistill checkout: run the demo "
+                                                                "from there)" if shipped else "")
+                                + "; or pass --teacher DIR (a GAN directory)")
+    read_config(resolve_model_dir(teacher_dir))  # one clear error for a broken teacher
     say = (lambda msg: print(f"[demo] {msg}", file=sys.stderr, flush=True)) if cfg.verbose else (lambda msg: None)
 
     # --- distill (resumes when a previous demo run left a state) ---

@@ -253,9 +253,7 @@ def test_init_from_starts_from_a_gan_directorys_weights(tmp_path):
                   init_from=str(tmp_path / "first"), **FAST)
     shipped_g, shipped_d = load_gan(tmp_path / "first")
     for model, shipped in ((again.generator, shipped_g), (again.discriminator, shipped_d)):
-        ours = dict(model.named_parameters())
-        theirs = dict(shipped.named_parameters())
-        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+        assert _states_equal(dict(model.named_parameters()), dict(shipped.named_parameters()))
     assert first.step == 4 and again.step == 1
     fresh = train(out=str(tmp_path / "fresh"), base_channels=8, steps=1, g_lr=1e-30, d_lr=1e-30, ema=False, **FAST)
     assert not torch.equal(fresh.generator.to_img.weight, again.generator.to_img.weight)
