@@ -5,6 +5,8 @@ Nothing here unpickles code: weights come from safetensors, resumable state thro
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -131,6 +133,21 @@ def read_config(directory: str | os.PathLike) -> dict:
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: bad config: {e}") from None
     return meta
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file; remembered per (path, size, mtime) because weights files are hashed on every use."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def resolve_model_dir(path: str | os.PathLike, kind: str | None = "generator") -> Path:

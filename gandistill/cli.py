@@ -200,6 +200,8 @@ def _cmd_info(args) -> int:
     print(f"lineage:   student of a {teacher.get('family')} teacher "
           f"(base_channels={teacher['config'].get('base_channels')}, width={teacher['config'].get('width')}), "
           f"width x{lineage.get('width')}, init={lineage.get('init')}")
+    if teacher.get("weights_sha256"):
+        print(f"  teacher weights sha256: {teacher['weights_sha256']}")
     kept = lineage.get("kept_channels")
     for group, idx in (kept.items() if isinstance(kept, dict) else ()):
         if isinstance(idx, list):

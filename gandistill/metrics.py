@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, from_pretrained
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, from_pretrained, sha256_file
 from .config import EvalConfig
 from .data import load_dataset, to_uint8
 from .models import kind_of
@@ -51,21 +51,6 @@ FID_BIAS_NOTE = ("FID is biased upward below ~10k samples: compare FIDs only at 
 def cache_dir() -> Path:
     """Where gandistill caches converted weights and real-image features: $GANDISTILL_CACHE or ~/.cache/gandistill."""
     return Path(os.environ.get("GANDISTILL_CACHE") or Path.home() / ".cache" / "gandistill")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file; remembered per (path, size, mtime) because weights files are hashed on every use."""
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def metric_key(metric: str, num_samples: int, extractor: str) -> str:

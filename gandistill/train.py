@@ -25,7 +25,16 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_gan, load_state, save_gan, save_pretrained, save_state
+from .checkpoint import (
+    WEIGHTS_NAME,
+    load_gan,
+    load_state,
+    resolve_model_dir,
+    save_gan,
+    save_pretrained,
+    save_state,
+    sha256_file,
+)
 from .config import DistillConfig, TrainConfig
 from .data import BatchSampler, load_dataset
 from .losses import (
@@ -466,6 +475,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
 
     # --- the student, initialised from the teacher's most important channels ---
     student = make_student(teacher, cfg.width, cfg.init, seed=cfg.seed).to(device).train()
+    # which teacher weights, not just which path: a student stays traceable after its teacher is retrained
+    student.lineage["teacher"]["weights_sha256"] = sha256_file(resolve_model_dir(cfg.teacher) / WEIGHTS_NAME)
     if hasattr(student, "set_noise_mode"):
         student.set_noise_mode("const")
     student_ema = copy.deepcopy(student).eval().requires_grad_(False) if cfg.ema else None

@@ -14,8 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from gandistill.checkpoint import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
-from gandistill.metrics import sha256_file
+from gandistill.checkpoint import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, sha256_file
 from gandistill.profile import count_macs, count_params
 
 LICENCE = """## Licence

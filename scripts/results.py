@@ -12,13 +12,15 @@ Then every generator (teacher first) is evaluated under one protocol (fid/kid/is
 against the test split, PSNR/SSIM against the teacher on shared latents), profiled (params, MACs, CPU
 throughput at batch 64) and written to --out/report.md, report.json and fid_vs_macs.png; --inception N adds
 KID/FID on N samples through the Inception network for the teacher and the --ablation-width student
-(~0.2-0.4 s per image on a 2-core CPU). ``commands.md`` lists the command that reproduces each row.
+(~0.2-0.4 s per image on a 2-core CPU). ``commands.md`` lists the command that reproduces each row,
+``timings.json`` each run's wall time.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -93,7 +95,9 @@ def main(argv=None) -> int:
     runs = plan(args, {"family": meta["family"], **meta["config"]})
     (out / "commands.md").write_text("".join(f"- `{r['name']}`: `{r['command']}`\n" for r in runs))
 
-    # --- the runs (skipped when finished, resumed when interrupted) ---
+    # --- the runs (skipped when finished, resumed when interrupted); wall time summed over resumptions ---
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     for r in runs:
         run = Path(r["out"])
         if _done(run, args.steps):
@@ -101,8 +105,12 @@ def main(argv=None) -> int:
             continue
         print(f"{r['name']}: {r['command']}", flush=True)
         fn = distill if r["kind"] == "distill" else train
+        start = time.perf_counter()
         result = fn(out=r["out"], resume=(run / "state.pt").exists(), sample_every=500, checkpoint_every=250,
                     **r["kwargs"])
+        entry = timings.setdefault(r["name"], {"seconds": 0.0, "torch_threads": torch.get_num_threads()})
+        entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
+        write_json(timings_path, timings)
         if result.status != "completed":
             print(f"{r['name']}: {result.status} at step {result.step}; rerun to resume", file=sys.stderr)
             return 1

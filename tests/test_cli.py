@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from gandistill.checkpoint import from_pretrained
+from gandistill.checkpoint import from_pretrained, sha256_file
 from gandistill.cli import main
 
 FAST = ["--data", "synthetic", "--batch-size", "8", "--log-every", "2", "--sample-every", "0"]
@@ -22,6 +22,7 @@ def test_train_distill_info_end_to_end(tmp_path, capsys, family, channels):
     out = capsys.readouterr().out
     assert f"family:    {family} (generator)" in out
     assert "lineage:   student of a" in out and "width x0.5, init=l1" in out
+    assert "teacher weights sha256: " + sha256_file(teacher / "generator" / "model.safetensors") in out
     assert "kept " in out and "MACs:" in out
     assert main(["info", str(teacher)]) == 0
     assert "lineage:   none" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Engine: train() and distill() on tiny configs and synthetic data."""
 import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -53,6 +54,8 @@ def test_distill_logs_every_term_and_saves_a_student(tmp_path, family):
     assert result.status == "completed"
     student = from_pretrained(tmp_path / "d" / "student")
     assert student.lineage["width"] == 0.5 and student.config.width == 0.5
+    teacher_weights = _teacher_dir(tmp_path, family) / "generator" / "model.safetensors"
+    assert student.lineage["teacher"]["weights_sha256"] == hashlib.sha256(teacher_weights.read_bytes()).hexdigest()
     record = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])
     for term in ("pixel", "feature", "disc_feature", "disc_kl", "adversarial", "d_loss", "total"):
         assert term in record and record[term] == record[term]  # present and not NaN
