@@ -13,7 +13,7 @@ against the test split, PSNR/SSIM against the teacher on shared latents), profil
 throughput at batch 64) and written to --out/report.md, report.json and fid_vs_macs.png; --inception N adds
 KID/FID on N samples through the Inception network for the teacher and the --ablation-width student
 (~0.2-0.4 s per image on a 2-core CPU). ``commands.md`` lists the command that reproduces each row,
-``timings.json`` each run's wall time.
+``timings.json`` each run's wall time, ``table.md`` the README's table from all of them.
 """
 from __future__ import annotations
 
@@ -67,6 +67,48 @@ def plan(args, teacher_cfg: dict) -> list[dict]:
     return runs
 
 
+def _label(name: str) -> str:
+    kind, _, rest = name.partition("-")
+    if kind == "distill":
+        return f"distilled, width {rest[1:]}"
+    if kind == "scratch":
+        return f"from scratch, width {rest[1:]}"
+    if kind == "ablate":
+        return f"distilled without {rest.removeprefix('no-')}"
+    return name
+
+
+def readme_table(report: dict, inception: list[dict], timings: dict) -> str:
+    """The README's results table (markdown) from report.json, inception.json and timings.json: one row per
+    generator, teacher first, every number as measured."""
+    profiles = {p["model"]: p for p in report["profiles"]}
+    keys = list(report["results"][0]["metrics"])
+    inc_keys = list(inception[0]["metrics"]) if inception else []
+    inc = {rec["model"]: rec["metrics"] for rec in inception}
+    head = ["model", "row", "params", "MACs/img", f"img/s (CPU, batch {report['profiles'][0]['throughput_batch']})",
+            *keys, "PSNR / SSIM vs teacher", *inc_keys, "wall time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rec in report["results"]:
+        name, prof = rec["model"], profiles[rec["model"]]
+        paired = rec.get("paired")
+        wall = timings.get(name)
+        cells = [_label(name), f"`{name}`", f"{prof['params']:,}", f"{prof['macs'] / 1e6:.2f}M",
+                 f"{prof['throughput_img_s']:,.0f}", *(f"{rec['metrics'][k]:.4g}" for k in keys),
+                 f"{paired['psnr']:.2f} dB / {paired['ssim']:.3f}" if paired else "-",
+                 *(f"{inc[name][k]:.4g}" if name in inc else "-" for k in inc_keys),
+                 f"{wall['seconds'] / 60:.1f} min ({wall['torch_threads']} threads)" if wall else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(out: Path) -> None:
+    """``table.md`` beside report.json (rerun alone with --table-only)."""
+    report = json.loads((out / "report.json").read_text())
+    inception = json.loads((out / "inception.json").read_text()) if (out / "inception.json").is_file() else []
+    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
+    (out / "table.md").write_text(readme_table(report, inception, timings))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="pretrained/dcgan-fmnist", help="GAN directory of the teacher")
@@ -86,7 +128,13 @@ def main(argv=None) -> int:
     p.add_argument("--paired", type=int, default=1000)
     p.add_argument("--inception", type=int, default=0, help="samples for the Inception KID/FID rows (0: skip)")
     p.add_argument("--only-runs", action="store_true", help="train the runs, skip the evaluation")
+    p.add_argument("--table-only", action="store_true",
+                   help="only rewrite --out/table.md from the report.json, inception.json and timings.json there")
     args = p.parse_args(argv)
+    if args.table_only:
+        write_table(Path(args.out))
+        print(f"written {args.out}/table.md")
+        return 0
     torch.manual_seed(args.seed)
 
     out = Path(args.out)
@@ -136,7 +184,8 @@ def main(argv=None) -> int:
         write_json(out / "inception.json", inc)
         for rec in inc:
             print(rec["model"], json.dumps(rec["metrics"]))
-    print(f"written {out}/report.md, report.json, fid_vs_macs.png, commands.md")
+    write_table(out)
+    print(f"written {out}/report.md, report.json, fid_vs_macs.png, commands.md, table.md")
     return 0
 
 

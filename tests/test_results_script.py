@@ -1,6 +1,7 @@
 """scripts/results.py: the commands it records (quoted by the README table and the students' cards) are the
 runs it makes."""
 import argparse
+import json
 import shlex
 
 from gandistill.cli import build_parser, config_from_args
@@ -45,3 +46,32 @@ def test_scratch_baseline_gets_a_wider_discriminator_and_ablations_zero_one_term
         kwargs = runs[f"ablate-no-{term}"]["kwargs"]
         assert kwargs[term] == 0.0 and kwargs["width"] == 0.25
         assert all(kwargs.get(other, None) != 0.0 for other in results.ABLATION_TERMS if other != term)
+
+
+def _record(name, fid, params, macs, img_s, paired=None):
+    result = {"model": name, "metrics": {"fid10k[fmnist-cnn]": fid, "kid10k[fmnist-cnn]": fid / 100},
+              "paired": paired}
+    prof = {"model": name, "params": params, "macs": macs, "throughput_img_s": img_s, "throughput_batch": 64}
+    return result, prof
+
+
+def test_readme_table_rows_carry_the_measured_numbers(tmp_path):
+    results = load_script("results")
+    recs = [_record("teacher", 6.343, 1_066_881, 17_448_960, 2415.2),
+            _record("distill-w0.25", 41.66, 143_841, 1_216_512, 13440.4, {"psnr": 19.364, "ssim": 0.71784}),
+            _record("ablate-no-disc_kl", 44.1, 143_841, 1_216_512, 13001.0, {"psnr": 19.0, "ssim": 0.7})]
+    report = {"results": [r for r, _ in recs], "profiles": [p for _, p in recs]}
+    inception = [{"model": "teacher", "metrics": {"fid1k[inception]": 30.5}},
+                 {"model": "distill-w0.25", "metrics": {"fid1k[inception]": 61.25}}]
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    (tmp_path / "inception.json").write_text(json.dumps(inception))
+    (tmp_path / "timings.json").write_text(json.dumps({"distill-w0.25": {"seconds": 402.0, "torch_threads": 2}}))
+    assert results.main(["--out", str(tmp_path), "--table-only"]) == 0
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert lines[0].split(" | ")[4:9] == ["img/s (CPU, batch 64)", "fid10k[fmnist-cnn]", "kid10k[fmnist-cnn]",
+                                          "PSNR / SSIM vs teacher", "fid1k[inception]"]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [c[1] for c in cells] == ["`teacher`", "`distill-w0.25`", "`ablate-no-disc_kl`"]
+    assert cells[0] == ["teacher", "`teacher`", "1,066,881", "17.45M", "2,415", "6.343", "0.06343", "-", "30.5", "-"]
+    assert cells[1][0] == "distilled, width 0.25" and cells[1][7:] == ["19.36 dB / 0.718", "61.25", "6.7 min (2 threads)"]
+    assert cells[2][0] == "distilled without disc_kl" and cells[2][8:] == ["-", "-"]
