@@ -476,7 +476,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     # --- the student, initialised from the teacher's most important channels ---
     student = make_student(teacher, cfg.width, cfg.init, seed=cfg.seed).to(device).train()
     # which teacher weights, not just which path: a student stays traceable after its teacher is retrained
-    student.lineage["teacher"]["weights_sha256"] = sha256_file(resolve_model_dir(cfg.teacher) / WEIGHTS_NAME)
+    teacher_sha256 = sha256_file(resolve_model_dir(cfg.teacher) / WEIGHTS_NAME)
+    student.lineage["teacher"]["weights_sha256"] = teacher_sha256
     if hasattr(student, "set_noise_mode"):
         student.set_noise_mode("const")
     student_ema = copy.deepcopy(student).eval().requires_grad_(False) if cfg.ema else None
@@ -531,8 +532,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     step, bad_total, lr_factor = 0, 0, 1.0
 
     def capture() -> dict:
-        return {"kind": "distill", "config": cfg.to_dict(), "step": step, "bad_steps": bad_total,
-                "lr_factor": lr_factor, "student": student.state_dict(),
+        return {"kind": "distill", "config": cfg.to_dict(), "teacher_sha256": teacher_sha256, "step": step,
+                "bad_steps": bad_total, "lr_factor": lr_factor, "student": student.state_dict(),
                 "student_ema": student_ema.state_dict() if student_ema is not None else None,
                 "adapters": adapters.state_dict(), "D": D.state_dict() if D is not None else None,
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
@@ -568,6 +569,10 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
         state = load_state(state_path, map_location=str(device))
         _check_resumable(state, cfg, "distill", ("teacher", "width", "init", "feature", "adversarial", "data",
                                                   "ema"))
+        if state.get("teacher_sha256", teacher_sha256) != teacher_sha256:  # states before this field: no check
+            raise ValueError(f"cannot resume: {cfg.teacher}'s generator weights changed since this run started "
+                             f"(sha256 {state['teacher_sha256'][:12]}... then, {teacher_sha256[:12]}... now); "
+                             f"start a new run")
         restore(state)
     else:
         checkpoint()

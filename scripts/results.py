@@ -25,7 +25,16 @@ from pathlib import Path
 
 import torch
 
-from gandistill.checkpoint import from_pretrained, load_state, read_config, resolve_model_dir, write_json
+from gandistill.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    from_pretrained,
+    load_state,
+    read_config,
+    resolve_model_dir,
+    sha256_file,
+    write_json,
+)
 from gandistill.metrics import evaluate
 from gandistill.profile import profile, speedup
 from gandistill.report import write_report
@@ -37,6 +46,14 @@ ABLATION_TERMS = ("pixel", "feature", "disc_feature", "disc_kl", "adversarial")
 def _done(run: Path, steps: int) -> bool:
     state = run / "state.pt"
     return state.exists() and int(load_state(state)["step"]) >= steps
+
+
+def _teacher_of(run: Path) -> str | None:
+    """The teacher weights' sha256 a distill run recorded (its student's lineage), None if it has none yet."""
+    config = run / "student" / CONFIG_NAME
+    if not config.is_file():
+        return load_state(run / "state.pt").get("teacher_sha256") if (run / "state.pt").is_file() else None
+    return json.loads(config.read_text())["lineage"]["teacher"].get("weights_sha256")
 
 
 def _flag(name: str) -> str:
@@ -78,6 +95,11 @@ def _label(name: str) -> str:
     return name
 
 
+def _threads(wall: dict) -> str:
+    threads = wall["torch_threads"]
+    return "/".join(map(str, threads)) if isinstance(threads, list) else str(threads)
+
+
 def readme_table(report: dict, inception: list[dict], timings: dict) -> str:
     """The README's results table (markdown) from report.json, inception.json and timings.json: one row per
     generator, teacher first, every number as measured."""
@@ -96,7 +118,7 @@ def readme_table(report: dict, inception: list[dict], timings: dict) -> str:
                  f"{prof['throughput_img_s']:,.0f}", *(f"{rec['metrics'][k]:.4g}" for k in keys),
                  f"{paired['psnr']:.2f} dB / {paired['ssim']:.3f}" if paired else "-",
                  *(f"{inc[name][k]:.4g}" if name in inc else "-" for k in inc_keys),
-                 f"{wall['seconds'] / 60:.1f} min ({wall['torch_threads']} threads)" if wall else "-"]
+                 f"{wall['seconds'] / 60:.1f} min ({_threads(wall)} threads)" if wall else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -146,19 +168,28 @@ def main(argv=None) -> int:
     # --- the runs (skipped when finished, resumed when interrupted); wall time summed over resumptions ---
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    teacher_sha = sha256_file(resolve_model_dir(Path(args.teacher)) / WEIGHTS_NAME)
     for r in runs:
         run = Path(r["out"])
+        recorded = _teacher_of(run) if r["kind"] == "distill" else None
+        if recorded not in (None, teacher_sha):
+            print(f"{run}: distilled from other teacher weights (sha256 {recorded[:12]}...) than {args.teacher}'s "
+                  f"({teacher_sha[:12]}...); delete {run} and rerun", file=sys.stderr)
+            return 1
         if _done(run, args.steps):
             print(f"{r['name']}: done", flush=True)
             continue
         print(f"{r['name']}: {r['command']}", flush=True)
         fn = distill if r["kind"] == "distill" else train
         start = time.perf_counter()
-        result = fn(out=r["out"], resume=(run / "state.pt").exists(), sample_every=500, checkpoint_every=250,
-                    **r["kwargs"])
-        entry = timings.setdefault(r["name"], {"seconds": 0.0, "torch_threads": torch.get_num_threads()})
-        entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
-        write_json(timings_path, timings)
+        try:
+            result = fn(out=r["out"], resume=(run / "state.pt").exists(), sample_every=500, checkpoint_every=250,
+                        **r["kwargs"])
+        finally:  # an interrupted segment's time counts too
+            entry = timings.setdefault(r["name"], {"seconds": 0.0, "torch_threads": []})
+            entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
+            entry["torch_threads"] = sorted({*entry["torch_threads"], torch.get_num_threads()})
+            write_json(timings_path, timings)
         if result.status != "completed":
             print(f"{r['name']}: {result.status} at step {result.step}; rerun to resume", file=sys.stderr)
             return 1

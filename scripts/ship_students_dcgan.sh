@@ -3,7 +3,8 @@
 # README's results table, distilled with the defaults at the table's step budget): copy the student, evaluate
 # it once on the test split (paired with the teacher for PSNR/SSIM), and write its card from those measurements.
 #   scripts/ship_students_dcgan.sh "<machine, in words>" [W ...]      # default widths: 0.25 0.5
-# It refuses a student whose recorded teacher weights are not the shipped teacher's (retrained since).
+# It refuses a student whose recorded teacher weights are not the shipped teacher's (retrained since), and puts
+# a previously shipped folder back when the evaluation or the card fails.
 set -euo pipefail
 MACHINE=${1:?usage: scripts/ship_students_dcgan.sh "<machine, in words>" [W ...]}
 shift
@@ -13,35 +14,45 @@ RESULTS=${RESULTS:-runs/results}
 TEACHER=${TEACHER:-pretrained/dcgan-fmnist}
 mkdir -p runs/ship
 for W in "${WIDTHS[@]}"; do
+  W=$(printf '%g' "$W")  # results.py names its runs with {w:g}: 0.50 -> distill-w0.5
   RUN=$RESULTS/distill-w$W
   DEST=pretrained/dcgan-fmnist-student-w$W
   EVAL=runs/ship/eval-dcgan-fmnist-student-w$W.json
   # the run's facts, checked before anything is written: finished, distilled from this teacher's weights
-  FACTS=$(python - "$RUN" "$TEACHER" "$RESULTS" <<'EOF'
+  FACTS=$(python - "$RUN" "$TEACHER" "$RESULTS" <<'PY'
 import json, sys
 from pathlib import Path
-from gandistill.checkpoint import WEIGHTS_NAME, load_state, resolve_model_dir, sha256_file
+from gandistill.checkpoint import WEIGHTS_NAME, resolve_model_dir, sha256_file
 run, teacher, results = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes
+    sys.exit(f"{run}: no finished student; run scripts/results.py first")
 meta = json.loads((run / "student" / "config.json").read_text())
-cfg = meta["extra"]["distill"]
-if int(load_state(run / "state.pt")["step"]) < cfg["steps"]:
-    sys.exit(f"{run}: not finished; rerun scripts/results.py first")
 recorded = meta["lineage"]["teacher"].get("weights_sha256")
 shipped = sha256_file(resolve_model_dir(teacher) / WEIGHTS_NAME)
 if recorded != shipped:
-    sys.exit(f"{run}: distilled from teacher weights {recorded}, but {teacher} is now {shipped}; rerun the run")
-seconds = json.loads((results / "timings.json").read_text())[run.name]
-command = next(line.split("`")[3] for line in (results / "commands.md").read_text().splitlines()
-               if line.startswith(f"- `{run.name}`"))
-print(cfg["steps"], cfg["batch_size"], round(seconds["seconds"] / 60), seconds["torch_threads"], shipped)
+    sys.exit(f"{run}: distilled from teacher weights {recorded}, but {teacher} is now {shipped}; "
+             f"delete {run} and rerun scripts/results.py")
+timings, commands = results / "timings.json", results / "commands.md"
+wall = json.loads(timings.read_text()).get(run.name) if timings.is_file() else None
+lines = commands.read_text().splitlines() if commands.is_file() else []
+command = next((line.split("`")[3] for line in lines if line.startswith(f"- `{run.name}`")), None)
+if wall is None or command is None:
+    sys.exit(f"{run}: no wall time in {timings} or no command in {commands} (scripts/results.py writes both)")
+threads = wall["torch_threads"]
+threads = "/".join(map(str, threads)) if isinstance(threads, list) else threads
+cfg = meta["extra"]["distill"]
+print(cfg["steps"], cfg["batch_size"], round(wall["seconds"] / 60), threads, shipped)
 print(command)
-EOF
+PY
 )
   read -r STEPS BATCH MINUTES THREADS TEACHER_SHA <<< "$(head -n 1 <<< "$FACTS")"
   COMMAND=$(tail -n 1 <<< "$FACTS")
-  rm -rf "$DEST.tmp" && mkdir -p "$DEST.tmp"
+  # swap the new folder in; the old one comes back if the evaluation or the card fails
+  rm -rf "$DEST.tmp" "$DEST.old" && mkdir -p "$DEST.tmp"
   cp "$RUN/student/config.json" "$RUN/student/model.safetensors" "$DEST.tmp/"
-  rm -rf "$DEST" && mv "$DEST.tmp" "$DEST"
+  if [ -d "$DEST" ]; then mv "$DEST" "$DEST.old"; fi
+  mv "$DEST.tmp" "$DEST"
+  trap 'rm -rf "$DEST"; if [ -d "$DEST.old" ]; then mv "$DEST.old" "$DEST"; fi' ERR
   rm -f "$EVAL"
   gandistill eval "$DEST" --num-samples 10000 --extractor fmnist-cnn --split test --teacher "$TEACHER" \
     --paired 1000 --out "$EVAL"
@@ -55,4 +66,6 @@ teacher's largest-L1 filters and distilled from \`$TEACHER\` (generator weights 
     --steps "$STEPS steps at batch $BATCH (the results table's budget; every loss weight and learning rate at \
 its default), on the same z as the teacher, real images from the train split for the adversarial term" \
     --wall-time "about $MINUTES min with $THREADS torch threads on $MACHINE" --eval "$EVAL"
+  trap - ERR
+  rm -rf "$DEST.old"
 done

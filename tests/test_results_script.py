@@ -4,10 +4,11 @@ import argparse
 import json
 import shlex
 
+from gandistill.checkpoint import save_gan
 from gandistill.cli import build_parser, config_from_args
 from gandistill.config import DistillConfig, TrainConfig
 
-from .conftest import load_script
+from .conftest import load_script, tiny_discriminator, tiny_generator
 
 TEACHER_CFG = {"family": "dcgan", "base_channels": 64, "resolution": 32, "channels": 1}
 
@@ -75,3 +76,18 @@ def test_readme_table_rows_carry_the_measured_numbers(tmp_path):
     assert cells[0] == ["teacher", "`teacher`", "1,066,881", "17.45M", "2,415", "6.343", "0.06343", "-", "30.5", "-"]
     assert cells[1][0] == "distilled, width 0.25" and cells[1][7:] == ["19.36 dB / 0.718", "61.25", "6.7 min (2 threads)"]
     assert cells[2][0] == "distilled without disc_kl" and cells[2][8:] == ["-", "-"]
+
+
+def test_a_run_distilled_from_other_teacher_weights_is_refused(tmp_path, capsys):
+    results = load_script("results")
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), teacher)
+    student = tmp_path / "out" / "distill-w0.5" / "student"
+    student.mkdir(parents=True)
+    lineage = {"teacher": {"weights_sha256": "0" * 64}}
+    (student / "config.json").write_text(json.dumps({"lineage": lineage}))
+    argv = ["--teacher", str(teacher), "--out", str(tmp_path / "out"), "--widths", "0.5", "--ablate"]
+    assert results.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "distilled from other teacher weights (sha256 000000000000...)" in err and "delete" in err
+    assert not (tmp_path / "out" / "timings.json").exists()  # nothing ran

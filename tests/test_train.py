@@ -126,6 +126,19 @@ def test_resume_and_fresh_start_are_checked(tmp_path):
         train(out=str(tmp_path / "x"), base_channels=16, steps=4, resume=True, **FAST)
 
 
+def test_distill_refuses_to_resume_on_a_changed_teacher(tmp_path):
+    teacher_dir = _teacher_dir(tmp_path)
+    distill(teacher=str(teacher_dir), out=str(tmp_path / "d"), width=0.5, steps=2, **FAST)
+    distill(teacher=str(teacher_dir), out=str(tmp_path / "d"), width=0.5, steps=3, resume=True, **FAST)
+    # the teacher retrained in place: same path and config, other weights
+    generator, discriminator = load_gan(teacher_dir)
+    with torch.no_grad():
+        next(generator.parameters()).add_(0.01)
+    save_gan(generator, discriminator, teacher_dir)
+    with pytest.raises(ValueError, match="generator weights changed since this run started"):
+        distill(teacher=str(teacher_dir), out=str(tmp_path / "d"), width=0.5, steps=4, resume=True, **FAST)
+
+
 def test_non_finite_steps_are_skipped_and_recovered(tmp_path, monkeypatch):
     real_pixel = train_mod.pixel_loss
     calls = {"n": 0}
