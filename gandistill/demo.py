@@ -2,11 +2,12 @@
 both, export the student, and write the report with its plot and sample grids."""
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from .checkpoint import from_pretrained, load_state, read_config, resolve_model_dir
+from .checkpoint import WEIGHTS_NAME, from_pretrained, load_state, read_config, resolve_model_dir, sha256_file
 from .config import DemoConfig
 
 
@@ -37,8 +38,15 @@ def demo(config: DemoConfig | None = None, **overrides) -> dict:
     run_dir = out / "distill"
     state = run_dir / "state.pt"
     resume = state.exists()
-    if resume and load_state(state)["config"].get("teacher") != str(cfg.teacher):
-        raise ValueError(f"{run_dir} holds a distillation of another teacher; choose another --out")
+    if resume:
+        saved = load_state(state)
+        if saved["config"].get("teacher") != str(cfg.teacher):
+            raise ValueError(f"{run_dir} holds a distillation of another teacher; choose another --out")
+        if saved.get("teacher_sha256") != sha256_file(resolve_model_dir(teacher_dir) / WEIGHTS_NAME):
+            # the teacher was retrained (or the state predates the digest): this folder is the demo's own
+            say(f"{run_dir} was distilled from other weights of {cfg.teacher}; starting it over")
+            shutil.rmtree(run_dir)
+            resume = False
     say(f"distilling a width-{cfg.width:g} student from {cfg.teacher} for {cfg.steps} steps -> {run_dir}")
     distilled = distill(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
                         batch_size=cfg.batch_size, data=cfg.data, data_root=cfg.data_root, device=cfg.device,

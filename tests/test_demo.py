@@ -1,14 +1,20 @@
 """The main job end to end on a tiny preset: distill, evaluate, profile, export, report."""
+import hashlib
+import importlib
 import json
 from pathlib import Path
+from shutil import rmtree
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from gandistill.checkpoint import save_gan
 from gandistill.cli import main
 
 from .conftest import tiny_discriminator, tiny_generator
 
+demo_mod = importlib.import_module("gandistill.demo")  # the module; gandistill.demo is the function
 SHIPPED_CLASSIFIER = Path(__file__).resolve().parents[1] / "pretrained" / "fmnist-cnn"
 
 
@@ -32,8 +38,21 @@ def test_demo_tiny_preset(tmp_path, capsys, monkeypatch):
     assert models == ["teacher", "student-w0.25"]
     assert (out / "distill" / "student" / "model.safetensors").is_file()
     assert list(out.glob("compare_*.png")), "no teacher|student grid"
-    # a second run resumes the finished distillation instead of refusing to start
+    # a second run resumes the finished distillation instead of refusing to start (or starting over)
+    removed = []
+    monkeypatch.setattr(demo_mod.shutil, "rmtree", lambda path: removed.append(Path(path)) or rmtree(path))
+    first = load_file(out / "distill" / "student" / "model.safetensors")
     assert main(argv) == 0
+    again = load_file(out / "distill" / "student" / "model.safetensors")
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert removed == []
+    # a retrained teacher (same path, other weights): the distillation starts over from it
+    save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), teacher)
+    assert main(argv) == 0
+    assert removed == [out / "distill"]
+    lineage = json.loads((out / "distill" / "student" / "config.json").read_text())["lineage"]
+    weights = (teacher / "generator" / "model.safetensors").read_bytes()
+    assert lineage["teacher"]["weights_sha256"] == hashlib.sha256(weights).hexdigest()
 
 
 def test_demo_without_teacher_is_one_clear_error(tmp_path, capsys):
