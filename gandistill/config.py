@@ -473,7 +473,7 @@ class DemoConfig(ConfigMixin):
     teacher: str = "pretrained/dcgan-fmnist"
     out: str = "runs/demo"
     width: float = 0.25
-    steps: int = 1500  # the short preset: the whole demo took 7 min 55 s after set-up on a 2-core CPU
+    steps: int = 1500  # the short preset: the whole demo took 7 min 21 s after set-up on a 2-core CPU
     batch_size: int = 64
     data: str = "fashion-mnist"
     data_root: str | None = None
