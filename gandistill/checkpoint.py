@@ -150,6 +150,12 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(path: str | os.PathLike, kind: str | None = "generator") -> str:
+    """sha256 of the weights of a model directory, or of a GAN directory's ``kind`` part: which weights, not
+    just which path (a teacher retrained in place keeps its path)."""
+    return sha256_file(resolve_model_dir(path, kind) / WEIGHTS_NAME)
+
+
 def resolve_model_dir(path: str | os.PathLike, kind: str | None = "generator") -> Path:
     """A model directory, or the ``generator/``/``discriminator/`` part of a GAN directory."""
     path = Path(path)

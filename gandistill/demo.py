@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoint import WEIGHTS_NAME, from_pretrained, load_state, read_config, resolve_model_dir, sha256_file
+from .checkpoint import from_pretrained, load_state, read_config, resolve_model_dir, weights_sha256
 from .config import DemoConfig
 
 
@@ -42,7 +42,7 @@ def demo(config: DemoConfig | None = None, **overrides) -> dict:
         saved = load_state(state)
         if saved["config"].get("teacher") != str(cfg.teacher):
             raise ValueError(f"{run_dir} holds a distillation of another teacher; choose another --out")
-        if saved.get("teacher_sha256") != sha256_file(resolve_model_dir(teacher_dir) / WEIGHTS_NAME):
+        if saved.get("teacher_sha256") != weights_sha256(teacher_dir):
             # the teacher was retrained (or the state predates the digest): this folder is the demo's own
             say(f"{run_dir} was distilled from other weights of {cfg.teacher}; starting it over")
             shutil.rmtree(run_dir)

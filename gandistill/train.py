@@ -25,16 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import (
-    WEIGHTS_NAME,
-    load_gan,
-    load_state,
-    resolve_model_dir,
-    save_gan,
-    save_pretrained,
-    save_state,
-    sha256_file,
-)
+from .checkpoint import load_gan, load_state, save_gan, save_pretrained, save_state, weights_sha256
 from .config import DistillConfig, TrainConfig
 from .data import BatchSampler, load_dataset
 from .losses import (
@@ -476,7 +467,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     # --- the student, initialised from the teacher's most important channels ---
     student = make_student(teacher, cfg.width, cfg.init, seed=cfg.seed).to(device).train()
     # which teacher weights, not just which path: a student stays traceable after its teacher is retrained
-    teacher_sha256 = sha256_file(resolve_model_dir(cfg.teacher) / WEIGHTS_NAME)
+    teacher_sha256 = weights_sha256(cfg.teacher)
     student.lineage["teacher"]["weights_sha256"] = teacher_sha256
     if hasattr(student, "set_noise_mode"):
         student.set_noise_mode("const")

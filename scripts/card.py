@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from gandistill.checkpoint import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, sha256_file
+from gandistill.checkpoint import CONFIG_NAME, from_pretrained, weights_sha256
 from gandistill.profile import count_macs, count_params
 
 LICENCE = """## Licence
@@ -35,7 +35,7 @@ def model_rows(root: Path) -> list[str]:
         macs = f"{count_macs(model):,}" if meta["kind"] == "generator" else "-"
         rows.append(f"| `{d.relative_to(root) if d != root else '.'}` | {meta['family']} {meta['kind']} | "
                     f"`{json.dumps(meta['config'], separators=(',', ':'))}` | {count_params(model):,} | {macs} | "
-                    f"`{sha256_file(d / WEIGHTS_NAME)}` |")
+                    f"`{weights_sha256(d)}` |")
     return rows
 
 

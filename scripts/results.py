@@ -27,12 +27,11 @@ import torch
 
 from gandistill.checkpoint import (
     CONFIG_NAME,
-    WEIGHTS_NAME,
     from_pretrained,
     load_state,
     read_config,
     resolve_model_dir,
-    sha256_file,
+    weights_sha256,
     write_json,
 )
 from gandistill.metrics import evaluate
@@ -48,7 +47,7 @@ def _done(run: Path, steps: int) -> bool:
     return state.exists() and int(load_state(state)["step"]) >= steps
 
 
-def _teacher_of(run: Path) -> str | None:
+def teacher_of(run: Path) -> str | None:
     """The teacher weights' sha256 a distill run recorded (its student's lineage), None if it has none yet."""
     config = run / "student" / CONFIG_NAME
     if not config.is_file():
@@ -95,7 +94,7 @@ def _label(name: str) -> str:
     return name
 
 
-def _threads(wall: dict) -> str:
+def threads_text(wall: dict) -> str:
     threads = wall["torch_threads"]
     return "/".join(map(str, threads)) if isinstance(threads, list) else str(threads)
 
@@ -118,7 +117,7 @@ def readme_table(report: dict, inception: list[dict], timings: dict) -> str:
                  f"{prof['throughput_img_s']:,.0f}", *(f"{rec['metrics'][k]:.4g}" for k in keys),
                  f"{paired['psnr']:.2f} dB / {paired['ssim']:.3f}" if paired else "-",
                  *(f"{inc[name][k]:.4g}" if name in inc else "-" for k in inc_keys),
-                 f"{wall['seconds'] / 60:.1f} min ({_threads(wall)} threads)" if wall else "-"]
+                 f"{wall['seconds'] / 60:.1f} min ({threads_text(wall)} threads)" if wall else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -131,7 +130,7 @@ def write_table(out: Path) -> None:
     (out / "table.md").write_text(readme_table(report, inception, timings))
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="pretrained/dcgan-fmnist", help="GAN directory of the teacher")
     p.add_argument("--out", default="runs/results")
@@ -152,7 +151,11 @@ def main(argv=None) -> int:
     p.add_argument("--only-runs", action="store_true", help="train the runs, skip the evaluation")
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite --out/table.md from the report.json, inception.json and timings.json there")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     if args.table_only:
         write_table(Path(args.out))
         print(f"written {args.out}/table.md")
@@ -168,10 +171,10 @@ def main(argv=None) -> int:
     # --- the runs (skipped when finished, resumed when interrupted); wall time summed over resumptions ---
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    teacher_sha = sha256_file(resolve_model_dir(Path(args.teacher)) / WEIGHTS_NAME)
+    teacher_sha = weights_sha256(args.teacher)
     for r in runs:
         run = Path(r["out"])
-        recorded = _teacher_of(run) if r["kind"] == "distill" else None
+        recorded = teacher_of(run) if r["kind"] == "distill" else None
         if recorded not in (None, teacher_sha):
             print(f"{run}: distilled from other teacher weights (sha256 {recorded[:12]}...) than {args.teacher}'s "
                   f"({teacher_sha[:12]}...); delete {run} and rerun", file=sys.stderr)
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         finally:  # an interrupted segment's time counts too
             entry = timings.setdefault(r["name"], {"seconds": 0.0, "torch_threads": []})
             entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
-            entry["torch_threads"] = sorted({*entry["torch_threads"], torch.get_num_threads()})
+            entry["torch_threads"] = sorted({*entry["torch_threads"], torch.get_numthreads_text()})
             write_json(timings_path, timings)
         if result.status != "completed":
             print(f"{r['name']}: {result.status} at step {result.step}; rerun to resume", file=sys.stderr)

@@ -22,13 +22,14 @@ for W in "${WIDTHS[@]}"; do
   FACTS=$(python - "$RUN" "$TEACHER" "$RESULTS" <<'PY'
 import json, sys
 from pathlib import Path
-from gandistill.checkpoint import WEIGHTS_NAME, resolve_model_dir, sha256_file
+sys.path.insert(0, "scripts")
+from results import teacher_of, threads_text  # the same rules as the results table's
+from gandistill.checkpoint import weights_sha256
 run, teacher, results = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes
     sys.exit(f"{run}: no finished student; run scripts/results.py first")
 meta = json.loads((run / "student" / "config.json").read_text())
-recorded = meta["lineage"]["teacher"].get("weights_sha256")
-shipped = sha256_file(resolve_model_dir(teacher) / WEIGHTS_NAME)
+recorded, shipped = teacher_of(run), weights_sha256(teacher)
 if recorded != shipped:
     sys.exit(f"{run}: distilled from teacher weights {recorded}, but {teacher} is now {shipped}; "
              f"delete {run} and rerun scripts/results.py")
@@ -38,10 +39,8 @@ lines = commands.read_text().splitlines() if commands.is_file() else []
 command = next((line.split("`")[3] for line in lines if line.startswith(f"- `{run.name}`")), None)
 if wall is None or command is None:
     sys.exit(f"{run}: no wall time in {timings} or no command in {commands} (scripts/results.py writes both)")
-threads = wall["torch_threads"]
-threads = "/".join(map(str, threads)) if isinstance(threads, list) else threads
 cfg = meta["extra"]["distill"]
-print(cfg["steps"], cfg["batch_size"], round(wall["seconds"] / 60), threads, shipped)
+print(cfg["steps"], cfg["batch_size"], round(wall["seconds"] / 60), threads_text(wall), shipped)
 print(command)
 PY
 )

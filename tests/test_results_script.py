@@ -1,6 +1,5 @@
 """scripts/results.py: the commands it records (quoted by the README table and the students' cards) are the
 runs it makes."""
-import argparse
 import json
 import shlex
 
@@ -13,12 +12,9 @@ from .conftest import load_script, tiny_discriminator, tiny_generator
 TEACHER_CFG = {"family": "dcgan", "base_channels": 64, "resolution": 32, "channels": 1}
 
 
-def _args(**overrides):
+def _args(*argv):
     results = load_script("results")
-    defaults = dict(teacher="pretrained/dcgan-fmnist", out="runs/results", widths=[0.5, 0.25, 0.125],
-                    ablation_width=0.25, ablate=list(results.ABLATION_TERMS), steps=1500, batch_size=64, seed=0,
-                    scratch_d_ratio=2.0, scratch_lr=5e-4, holdout=5000)
-    return results, argparse.Namespace(**{**defaults, **overrides})
+    return results, results.parser().parse_args(list(argv))
 
 
 def test_every_recorded_command_parses_to_the_config_of_its_run():
@@ -38,7 +34,7 @@ def test_every_recorded_command_parses_to_the_config_of_its_run():
 
 
 def test_scratch_baseline_gets_a_wider_discriminator_and_ablations_zero_one_term():
-    results, args = _args(widths=[0.5, 0.25])
+    results, args = _args("--widths", "0.5", "0.25")
     runs = {r["name"]: r for r in results.plan(args, TEACHER_CFG)}
     assert runs["scratch-w0.25"]["kwargs"]["d_width"] == 0.5
     assert runs["scratch-w0.5"]["kwargs"]["d_width"] == 1.0  # capped at the teacher's width
