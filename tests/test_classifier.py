@@ -58,8 +58,12 @@ def test_fmnist_extractor_reads_grayscale_exactly(tmp_path):
     feat, logits = ext(gray.repeat(1, 3, 1, 1))
     model = from_pretrained(tmp_path / "cls", kind="classifier")
     with torch.no_grad():
-        ref_logits, ref = model.forward_features(data.batch(torch.arange(16)))
+        nchw_logits, nchw = model.forward_features(data.batch(torch.arange(16)))
+        model.to(memory_format=torch.channels_last)  # as the extractor runs it (faster on CPU)
+        ref_logits, ref = model.forward_features(data.batch(torch.arange(16)).contiguous(
+            memory_format=torch.channels_last))
     assert torch.equal(feat, ref["feat"]) and torch.equal(logits, ref_logits)
+    assert torch.allclose(feat, nchw["feat"], atol=1e-5) and torch.allclose(logits, nchw_logits, atol=1e-5)
 
 
 @needs_shipped

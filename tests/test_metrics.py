@@ -371,3 +371,76 @@ def test_generator_images_enter_as_uint8_rgb():
         expected = to_uint8(g(z))
     assert out.dtype == torch.uint8 and out.shape == (3, 3, 32, 32)
     assert all(torch.equal(out[:, c:c + 1], expected) for c in range(3))
+
+
+@pytest.mark.parametrize("n_fake, n_real, dim, size", [
+    (300, 500, 64, 100),  # few samples per subset size: through each pair's kernel once (membership sums)
+    (400, 400, 32, 50),  # through each subset's own kernel matrices, as torch-fidelity computes them
+    (200, 200, 16, 200),  # every subset is the whole set
+])
+def test_kid_matches_torch_fidelity_on_its_subsets(n_fake, n_real, dim, size):
+    g = torch.Generator().manual_seed(n_fake + dim)
+    fake = torch.randn(n_fake, dim, generator=g).relu()
+    real = (torch.randn(n_real, dim, generator=g) * 1.1 + 0.05).relu()
+    tf = M.fidelity()
+    for seed in (0, 7):
+        ref = tf.kid(fake, real, kid_subsets=100, kid_subset_size=size, rng_seed=seed, verbose=False)
+        memo = {}
+        mean, std = M.kid(fake, real, size, seed, memo=memo)
+        assert mean == pytest.approx(ref[tf.KEY_KID], rel=1e-4, abs=1e-7)
+        if size < min(n_fake, n_real):  # (with one subset that is the whole set, torch-fidelity's std is rounding)
+            assert std == pytest.approx(ref[tf.KEY_KID_STD], rel=1e-3)
+        # the real-real sums are kept for the next generator and give the same value
+        assert len(memo) == 1 and M.kid(fake, real, size, seed, memo=memo) == (mean, std)
+    # other subsets give another value: the match above is not a coincidence of the estimator
+    assert M.kid(fake, real, size, 1)[0] != pytest.approx(M.kid(fake, real, size, 0)[0], rel=1e-6) or size == n_fake
+
+
+def test_kid_subsets_and_errors():
+    fake, real = M.kid_subset_indices(50, 80, 20, subsets=3, seed=4)
+    rng = np.random.RandomState(4)
+    for i in range(3):  # torch-fidelity's draws: a fake then a real choice per subset
+        assert np.array_equal(fake[i], rng.choice(50, 20, replace=False))
+        assert np.array_equal(real[i], rng.choice(80, 20, replace=False))
+    with pytest.raises(ValueError, match="subset size 60"):
+        M.kid(torch.zeros(50, 4), torch.zeros(80, 4), 60)
+    with pytest.raises(ValueError, match="one width"):
+        M.kid(torch.zeros(50, 4), torch.zeros(80, 5), 10)
+
+
+@pytest.mark.parametrize("n, size", [(120, 30), (60, 50)])  # one case per way of summing
+def test_kid_sums_do_not_depend_on_how_they_are_chunked(n, size):
+    g = torch.Generator().manual_seed(size)
+    x, y = torch.rand(n, 8, generator=g).numpy(), torch.rand(n + 10, 8, generator=g).numpy()
+    ix, iy = M.kid_subset_indices(n, n + 10, size, subsets=5, seed=1)
+    for same, other, other_idx in ((True, x, ix), (False, y, iy)):
+        whole = M._kernel_sums(x, other, ix, other_idx, same)
+        pieces = M._kernel_sums(x, other, ix, other_idx, same, budget=7 * (n + 10))  # a few rows or subsets at a time
+        direct = [sum(float((x[i] @ other[j] / 8 + 1) ** 3) for i in ix[b] for j in other_idx[b] if not (same and i == j))
+                  for b in range(5)]
+        assert np.allclose(whole, pieces, rtol=1e-6) and np.allclose(whole, direct, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels, size", [(1, 32), (3, 32), (3, 64), (1, 9)])
+def test_psnr_ssim_are_scikit_image_s_image_by_image(channels, size):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    g = torch.Generator().manual_seed(channels * size)
+    teacher = to_uint8(torch.rand(12, channels, size, size, generator=g) * 2 - 1)
+    student = teacher.clone()
+    student[:6] = (teacher[:6].int() + torch.randint(-40, 41, teacher[:6].shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    student[6:10] = to_uint8(torch.rand(4, channels, size, size, generator=g) * 2 - 1)  # unrelated images
+    student[10, 0, 0, 0] ^= 1  # one level off in one pixel; student[11] is identical
+    gray = channels == 1
+    rgb = (lambda x: x.repeat(1, 3, 1, 1)) if gray else (lambda x: x)
+    psnr, ssim = [], []
+    M._psnr_ssim(rgb(student), rgb(teacher), gray, psnr, ssim)
+    for i in range(12):
+        a, b = student[i].numpy(), teacher[i].numpy()
+        a, b = (a[0], b[0]) if gray else (a.transpose(1, 2, 0), b.transpose(1, 2, 0))
+        ref_psnr = 100.0 if i == 11 else min(100.0, peak_signal_noise_ratio(b, a, data_range=255))
+        ref_ssim = structural_similarity(b, a, data_range=255, channel_axis=None if gray else 2)
+        assert psnr[i] == pytest.approx(ref_psnr, rel=1e-12) and ssim[i] == pytest.approx(ref_ssim, rel=1e-9, abs=1e-12)
+    assert ssim[11] == 1.0 and 0.0 < ssim[10] < 1.0 and ssim[0] > ssim[6]
+    with pytest.raises(ValueError, match="at least 7x7"):
+        M._psnr_ssim(teacher[:, :, :6, :6], teacher[:, :, :6, :6], gray, [], [])
