@@ -21,7 +21,8 @@ Sections:
   eval       evaluate([teacher, student w0.25]) as `gandistill eval` runs it (paired fidelity included, real-image
              statistics cached as in repeated use): images/s through each feature extractor and through the
              whole call for the same images, the rest broken down into the generators' forward passes and the
-             metric formulas (torch-fidelity's). Target: the whole call within 1.2 x the extractor's time.
+             metric formulas (FID and IS by torch-fidelity, KID by gandistill on torch-fidelity's subsets).
+             Target: the whole call within 1.2 x the extractor's time.
   memory     peak RSS (CPU) / peak allocated (CUDA) of distill() at the default batch size, in a child process.
 """
 from __future__ import annotations
@@ -491,7 +492,8 @@ def _eval_extractor(args, name: str, weights, n: int, generators: dict[str, torc
     fns = {
         "generators": generate,
         "extractor": lambda: [M.extract_features(x, extractor, bs, device) for x in images],
-        "metric formulas": lambda: [M._scores(f, real_feats, real_stats, wanted, spec, n, 0) for f in fakes],
+        "metric formulas": lambda: [M._scores(f, real_feats, real_stats, wanted, spec, n, 0, memo)
+                                    for memo in [{}] for f in fakes],  # real-real KID sums shared, as in evaluate()
         "evaluate": lambda: M.evaluate(list(generators.values()), dataset=args.data, extractor=name, num_samples=n,
                                        batch_size=bs, device=device, extractor_weights=weights.path, paired=paired,
                                        names=list(generators)),
