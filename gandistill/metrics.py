@@ -567,10 +567,13 @@ def kid(fake: torch.Tensor, real: torch.Tensor, subset_size: int, seed: int = 0,
 
 SSIM_WINDOW = 7  # scikit-image's default
 
+
 @torch.no_grad()
 def paired_fidelity(student: nn.Module, teacher: nn.Module, num: int = 1000, seed: int = 0, batch_size: int = 200,
                     extractor_obj=None, layer: str | None = None, device: str = "cpu") -> dict:
-    """PSNR, SSIM (scikit-image's definitions, on uint8 images) and feature L2 distance of student vs teacher, same z, mean over num.
+    """PSNR, SSIM (scikit-image's definitions, uint8 images) and feature L2 distance of student vs teacher, same z.
+
+    Means over ``num`` latents.
 
     Both generators run in eval mode (StyleGAN2: constant noise), so equal z means comparable images.
     """
