@@ -94,9 +94,14 @@ def _label(name: str) -> str:
     return name
 
 
-def threads_text(wall: dict) -> str:
+def _thread_counts(wall: dict) -> list[int]:
+    """The torch thread counts a run's segments used (timings.json before segments were told apart: one int)."""
     threads = wall["torch_threads"]
-    return "/".join(map(str, threads)) if isinstance(threads, list) else str(threads)
+    return threads if isinstance(threads, list) else [threads]
+
+
+def threads_text(wall: dict) -> str:
+    return "/".join(map(str, _thread_counts(wall)))
 
 
 def readme_table(report: dict, inception: list[dict], timings: dict) -> str:
@@ -191,7 +196,7 @@ def main(argv=None) -> int:
         finally:  # an interrupted segment's time counts too
             entry = timings.setdefault(r["name"], {"seconds": 0.0, "torch_threads": []})
             entry["seconds"] = round(entry["seconds"] + time.perf_counter() - start, 1)
-            entry["torch_threads"] = sorted({*entry["torch_threads"], torch.get_numthreads_text()})
+            entry["torch_threads"] = sorted({*_thread_counts(entry), torch.get_num_threads()})
             write_json(timings_path, timings)
         if result.status != "completed":
             print(f"{r['name']}: {result.status} at step {result.step}; rerun to resume", file=sys.stderr)

@@ -3,11 +3,11 @@ runs it makes."""
 import json
 import shlex
 
-from gandistill.checkpoint import save_gan
+from gandistill.checkpoint import save_gan, weights_sha256
 from gandistill.cli import build_parser, config_from_args
 from gandistill.config import DistillConfig, TrainConfig
 
-from .conftest import load_script, tiny_discriminator, tiny_generator
+from .conftest import load_script, needs_shipped, tiny_discriminator, tiny_generator
 
 TEACHER_CFG = {"family": "dcgan", "base_channels": 64, "resolution": 32, "channels": 1}
 
@@ -87,3 +87,27 @@ def test_a_run_distilled_from_other_teacher_weights_is_refused(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "distilled from other teacher weights (sha256 000000000000...)" in err and "delete" in err
     assert not (tmp_path / "out" / "timings.json").exists()  # nothing ran
+
+
+@needs_shipped  # the runs read Fashion-MNIST
+def test_runs_record_their_wall_time_and_threads_and_are_skipped_when_done(tmp_path, capsys):
+    results = load_script("results")
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), teacher)
+    out = tmp_path / "out"
+    out.mkdir()
+    # an entry written before segments' thread counts were kept apart (one int), from an interrupted run
+    (out / "timings.json").write_text(json.dumps({"distill-w0.5": {"seconds": 10.0, "torch_threads": 2}}))
+    argv = ["--teacher", str(teacher), "--out", str(out), "--widths", "0.5", "--ablate", "--steps", "2",
+            "--batch-size", "8", "--only-runs"]
+    assert results.main(argv) == 0
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings) == {"distill-w0.5", "scratch-w0.5"}
+    assert timings["distill-w0.5"]["seconds"] > 10.0 and timings["distill-w0.5"]["torch_threads"] == [1, 2]
+    assert timings["scratch-w0.5"]["seconds"] > 0.0 and timings["scratch-w0.5"]["torch_threads"] == [1]
+    assert results.threads_text(timings["distill-w0.5"]) == "1/2"
+    assert results.teacher_of(out / "distill-w0.5") == weights_sha256(teacher)
+    capsys.readouterr()
+    assert results.main(argv) == 0  # finished runs are not run again
+    assert capsys.readouterr().out.splitlines() == ["distill-w0.5: done", "scratch-w0.5: done"]
+    assert json.loads((out / "timings.json").read_text()) == timings
