@@ -10,7 +10,7 @@ from .checkpoint import from_pretrained, import_state_dict, load_gan, save_gan, 
 from .demo import demo  # noqa: E402
 from .export import export  # noqa: E402
 from .metrics import evaluate  # noqa: E402
-from .models import build_discriminator, build_generator  # noqa: E402
+from .models import build_discriminator, build_generator, for_inference  # noqa: E402
 from .profile import profile  # noqa: E402
 from .report import make_report, write_report  # noqa: E402
 from .samples import sample  # noqa: E402
@@ -19,4 +19,4 @@ from .train import distill, train  # noqa: E402
 
 __all__ = ["__version__", "build_generator", "build_discriminator", "make_student", "save_pretrained",
            "from_pretrained", "save_gan", "load_gan", "import_state_dict", "train", "distill", "evaluate",
-           "profile", "export", "sample", "make_report", "write_report", "demo"]
+           "profile", "export", "sample", "make_report", "write_report", "demo", "for_inference"]

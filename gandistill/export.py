@@ -36,7 +36,7 @@ from .checkpoint import (
     save_pretrained,
     write_json,
 )
-from .models import kind_of
+from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
 from .registry import Registry
 
@@ -101,6 +101,9 @@ class ExportFormat:
     load: Callable[[str], Runner]
     directory: bool = False  # the export is a directory, not a file
     uint8: bool = True  # whether --uint8 applies
+    # whether the generator's inference form (models.for_inference) is written instead of the generator
+    # itself; a format that from_pretrained reads back needs the generator's own weights
+    inference_form: bool = True
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
@@ -186,7 +189,8 @@ def _load_onnx(path: str, threads: int | None = None) -> Runner:
 
 FORMATS.register("safetensors", ExportFormat(
     "safetensors", "a model directory (config.json + model.safetensors) for from_pretrained",
-    _write_safetensors, _load_safetensors, directory=True, uint8=False))
+    _write_safetensors, _load_safetensors, directory=True, uint8=False,
+    inference_form=False))
 FORMATS.register("torchscript", ExportFormat(
     "torchscript", "a traced module for torch.jit.load, no gandistill needed", _write_torchscript, _load_torchscript))
 FORMATS.register("onnx", ExportFormat(
@@ -248,7 +252,9 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
             _require(module, "ONNX export")
 
     generator = _prepare(model)
-    deployed = UInt8Images(generator).eval() if uint8 else generator
+    # the check below compares what was written with the generator itself, inference form or not
+    served = for_inference(generator) if fmt.inference_form else generator
+    deployed = UInt8Images(served).eval() if uint8 else served
     meta = export_metadata(generator, format, uint8)
     seed = secrets.randbits(31) if seed is None else int(seed)
     check: dict = {}

@@ -34,7 +34,7 @@ from torch import nn
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, from_pretrained, sha256_file
 from .config import EvalConfig
 from .data import load_dataset, to_uint8
-from .models import kind_of
+from .models import for_inference, kind_of
 from .profile import count_macs, count_params, find_teachers
 from .registry import Registry
 from .samples import latents
@@ -585,9 +585,10 @@ def paired_fidelity(student: nn.Module, teacher: nn.Module, num: int = 1000, see
     z_all = latents(num, student.z_dim, seed)
     psnr, ssim, dist = [], [], []
     try:
+        s_served, t_served = ToUint8RGB(for_inference(student)), ToUint8RGB(for_inference(teacher))
         for start in range(0, num, batch_size):
             z = z_all[start:start + batch_size].to(device)
-            s_img, t_img = ToUint8RGB(student)(z), ToUint8RGB(teacher)(z)  # uint8 [B, 3, R, R]
+            s_img, t_img = s_served(z), t_served(z)  # uint8 [B, 3, R, R]
             _psnr_ssim(s_img, t_img, student.config.channels == 1, psnr, ssim)
             if extractor_obj is not None:
                 fs = extractor_obj.convert_features_tuple_to_dict(extractor_obj(s_img))[layer]
@@ -817,8 +818,9 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                                                  cfg.device, cache) + (images.shape[0], {})
             real_feats, real_stats, cache_path, num_real, kid_memo = reals.get((res, ch), (None, None, None, 0, None))
             per_seed, spread = {}, {}
+            served = for_inference(model)  # the same images, faster (DCGAN: batch norm folded)
             for s in seeds:
-                to_rgb = ToUint8RGB(model, keep=reuse if s == seeds[0] else 0)
+                to_rgb = ToUint8RGB(served, keep=reuse if s == seeds[0] else 0)
                 wrapped = tf.GenerativeModelModuleWrapper(to_rgb, model.z_dim, "normal", 0)
                 fake = tf.features_from_generator(wrapped, extractor_obj, cfg.num_samples, cfg.batch_size,
                                                               cuda, s, verbose)

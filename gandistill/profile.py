@@ -19,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ProfileConfig
+from .models import for_inference
 
 
 def count_params(model: nn.Module) -> int:
@@ -103,6 +104,9 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
             name: str | None = None) -> dict:
     """Params, MACs per image, latency p50/p90 at batch 1, throughput at ``throughput_batch``, peak memory.
 
+    Params and MACs are the generator's; timings and memory are of the generator as served
+    (``gandistill.models.for_inference``: batch norm folded for a DCGAN), which draws the same images.
+
     ``model``: a generator module, a model directory, or a path ending in ``.onnx`` (profiled by
     gandistill.export.profile_onnx with onnxruntime).
     """
@@ -117,25 +121,26 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
     device_before, was_training = next(generator.parameters()).device, generator.training
     generator.to(dev).eval()
     try:
+        served = for_inference(generator)
         z1 = torch.randn(1, generator.z_dim, device=dev)
         zb = torch.randn(cfg.throughput_batch, generator.z_dim, device=dev)
         for _ in range(cfg.warmup):
-            generator(z1)
-            generator(zb)
+            served(z1)
+            served(zb)
         latencies = []
         for _ in range(cfg.latency_runs):
             _sync(dev)
             t0 = time.perf_counter()
-            generator(z1)
+            served(z1)
             _sync(dev)
             latencies.append(time.perf_counter() - t0)
         _sync(dev)
         t0 = time.perf_counter()
         for _ in range(cfg.throughput_runs):
-            generator(zb)
+            served(zb)
         _sync(dev)
         elapsed = time.perf_counter() - t0
-        peak = _peak_memory(generator, zb, dev)
+        peak = _peak_memory(served, zb, dev)
     finally:
         generator.train(was_training)
         generator.to(device_before)
@@ -156,6 +161,7 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
         "peak_memory_batch": cfg.throughput_batch,
         "weights_mb": weights_bytes / 2**20,
         "warmup": cfg.warmup,
+        "timed": type(served).__name__,
         "lineage": getattr(generator, "lineage", None),
     }
 

@@ -8,13 +8,17 @@ both sides alike; absolute times are printed beside it with the machine's descri
   python scripts/bench.py --device cuda --out bench-cuda.json
 
 Sections:
-  inference  teacher vs students (widths 0.5, 0.25, 0.125): images/s at batch 1 and 64 in each mode (eager,
-             inference_mode, all_onednn, channels_last, torch.compile, ONNX Runtime); the student's speed-up
-             over the teacher in the same mode next to its MAC ratio (target: >= 0.7 x the MAC ratio at batch
-             64, width 0.25). all_onednn is inference_mode with the DCGAN image layer sent through oneDNN like
+  inference  teacher vs students (widths 0.5, 0.25, 0.125): images/s at batch 1 and 64 in each mode; the
+             student's speed-up over the teacher in the same mode next to its MAC ratio (target: >= 0.7 x the
+             MAC ratio at batch 64, width 0.25). Modes: eager (no_grad) and inference_mode run the generator
+             module itself; all_onednn is inference_mode with the DCGAN image layer sent through oneDNN like
              every other convolution (the toolkit sends it to PyTorch's native kernel, faster for few output
-             channels: models/layers.py conv_transpose_native). torch.compile runs in a child process under
-             --compile-timeout and is reported as skipped, with the reason, when it fails or takes longer.
+             channels: models/layers.py conv_transpose_native); channels_last is the module in that memory
+             format. for_inference is gandistill.for_inference(generator) under inference_mode (batch norm
+             folded, first layer as a matrix product: what profile, evaluate and export run), with
+             its hidden layers channels_last in for_inference_channels_last. compile is torch.compile of the for_inference
+             form, in a child process under --compile-timeout (reported as skipped, with the reason, when it
+             fails or takes longer). onnxruntime runs the file gd.export writes (the for_inference form).
   distill    the toolkit's distill() step vs a bare loop written here with the same modules and arithmetic
              (the test suite checks that both end with bit-identical students); target toolkit / bare <= 1.10.
              Also the bare step by phase, and distill() with --channels-last.
@@ -58,12 +62,13 @@ from gandistill.losses import (
     make_adapters,
     pixel_loss,
 )
-from gandistill.models import build_discriminator, build_generator
+from gandistill.models import DCGANInference, build_discriminator, build_generator
 from gandistill.profile import count_macs, count_params
 from gandistill.students import make_student
 
 WIDTHS = (0.5, 0.25, 0.125)
-MODES = ("eager", "inference_mode", "all_onednn", "channels_last", "compile", "onnxruntime")
+MODES = ("eager", "inference_mode", "all_onednn", "channels_last", "for_inference", "for_inference_channels_last",
+         "compile", "onnxruntime")
 TARGET_WIDTH, TARGET_BATCH, TARGET_EFFICIENCY = 0.25, 64, 0.7
 
 
@@ -219,7 +224,7 @@ def worker_compile(args) -> dict:
         z = torch.randn(batch, models["teacher"].z_dim, device=args.device)
         fns, plain = {}, {}
         for name, model in models.items():
-            compiled = torch.compile(model, dynamic=False)
+            compiled = torch.compile(gd.for_inference(model), dynamic=False)
             t0 = time.perf_counter()
             _inference(compiled, z)()
             sync(args.device)
@@ -269,6 +274,10 @@ def section_inference(args, tmp: Path) -> dict:
                 runners = {}
                 for name, model in models.items():
                     m = copy.deepcopy(model).to(memory_format=torch.channels_last) if mode == "channels_last" else model
+                    if mode == "for_inference":
+                        m = gd.for_inference(m)
+                    elif mode == "for_inference_channels_last":
+                        m = DCGANInference(m, channels_last=True) if m.family == "dcgan" else gd.for_inference(m)
                     make = {"eager": _eager, "all_onednn": _all_onednn}.get(mode, _inference)
                     runners[name] = functools.partial(make, m)
             for batch in args.batches:

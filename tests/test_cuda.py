@@ -29,3 +29,16 @@ def test_train_on_cuda_resumes_exactly(tmp_path):
     # cuDNN may pick non-deterministic kernels: report the difference rather than demand bit equality
     diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert diff < 1e-3, f"resumed run differs from the uninterrupted one by {diff}"
+
+
+def test_dcgan_inference_form_on_cuda():
+    from gandistill.models import for_inference
+
+    torch.manual_seed(0)
+    g = tiny_generator("dcgan").cuda().eval()
+    served = for_inference(g)
+    assert all(p.device.type == "cuda" for p in served.parameters())
+    z = torch.randn(8, g.z_dim, device="cuda")
+    with torch.no_grad():
+        # TF32 may be on for convolutions: agree to its rounding, not float32's
+        torch.testing.assert_close(served(z), g(z), rtol=0, atol=1e-3)

@@ -106,17 +106,27 @@ def _scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
+def _hook_served(monkeypatch, generators: dict, hook) -> None:
+    """Call ``hook(key, z)`` on every forward of the module evaluate() runs for ``generators[key]`` (the
+    generator's inference form, gandistill.models.for_inference)."""
+    real = M.for_inference
+
+    def served(generator):
+        module = real(generator)
+        key = next(k for k, g in generators.items() if g is generator)
+        module.register_forward_pre_hook(lambda mod, args: hook(key, args[0]))
+        return module
+
+    monkeypatch.setattr(M, "for_inference", served)
+
+
 def test_same_latents_for_every_generator_and_fid_matches_scipy(tiny_cls, cache, monkeypatch):
-    monkeypatch.setattr(M, "count_macs", lambda g: 0)  # its probe forward would show up among the latents
     teacher = varied_generator()
     student = make_student(teacher, 0.5)
     seen = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, key=k: seen.setdefault(key, []).append(args[0].clone()))
-             for k, m in (("t", teacher), ("s", student))]
+    _hook_served(monkeypatch, {"t": teacher, "s": student}, lambda key, z: seen.setdefault(key, []).append(z.clone()))
     results = M.evaluate([teacher, student], dataset="synthetic", metrics=("fid",), num_samples=300, seed=3,
                          batch_size=128, extractor_weights=tiny_cls, paired=0, names=["t", "s"])
-    for h in hooks:
-        h.remove()
     z = M.latents(300, teacher.z_dim, 3)
     assert torch.equal(torch.cat(seen["t"]), z) and torch.equal(torch.cat(seen["s"]), z)
 
@@ -232,20 +242,16 @@ def test_evaluate_pairs_students_with_their_teacher_by_lineage(tmp_path, tiny_cl
     assert by_module[0]["paired"] is None and by_module[1]["paired"]["teacher"] == "T"
 
 
-def test_paired_fidelity_reuses_the_fid_pass_with_the_same_numbers(tiny_cls, cache):
+def test_paired_fidelity_reuses_the_fid_pass_with_the_same_numbers(tiny_cls, cache, monkeypatch):
     teacher = varied_generator()
     student = make_student(teacher, 0.5)
     calls = {"t": 0, "s": 0}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, key=k: calls.__setitem__(key, calls[key] + args[0].shape[0]))
-             for k, m in (("t", teacher), ("s", student))]
-    kw = dict(dataset="synthetic", metrics=("kid",), num_samples=64, batch_size=16, extractor_weights=tiny_cls,
-              names=["t", "s"])
-    try:
+    with monkeypatch.context() as m:
+        _hook_served(m, {"t": teacher, "s": student}, lambda key, z: calls.__setitem__(key, calls[key] + z.shape[0]))
+        kw = dict(dataset="synthetic", metrics=("kid",), num_samples=64, batch_size=16, extractor_weights=tiny_cls,
+                  names=["t", "s"])
         records = M.evaluate([teacher, student], paired=32, **kw)  # 32 = two whole batches of the FID pass
-    finally:
-        for h in hooks:
-            h.remove()
-    assert calls["t"] == calls["s"] == 64 + 1  # the FID pass and count_macs' probe; nothing generated again
+    assert calls["t"] == calls["s"] == 64  # the FID pass only; nothing generated again
     spec, weights = M.resolve_extractor("fmnist-cnn", tiny_cls)
     ext = M.make_extractor("fmnist-cnn", weights, ["feat"])
     direct = M.paired_fidelity(student, teacher, 32, 0, 16, ext, "feat")

@@ -217,3 +217,72 @@ def test_dcgan_generator_routes_its_image_layer_to_the_native_kernel(monkeypatch
     monkeypatch.setattr(dcgan, "conv_transpose_native", lambda conv, x: conv(x))
     with torch.no_grad():
         torch.testing.assert_close(g(z), out, rtol=1e-5, atol=1e-5)
+
+
+def _trained_bn_generator(**kwargs) -> torch.nn.Module:
+    """A tiny DCGAN whose batch norms hold non-trivial running statistics and affine parameters."""
+    g = tiny_generator("dcgan", **kwargs)
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    g.train()
+    for _ in range(3):  # running statistics move away from (0, 1)
+        g(torch.randn(16, g.z_dim) * 2)
+    return g.eval()
+
+
+@pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
+@pytest.mark.parametrize("width", [1.0, 0.25])
+def test_dcgan_inference_form_draws_the_generators_images(resolution, channels, width):
+    from gandistill.models import DCGANInference, for_inference
+
+    teacher = _trained_bn_generator(resolution=resolution, channels=channels)
+    g = teacher if width == 1.0 else make_student(teacher, width).eval()
+    served = for_inference(g)
+    assert isinstance(served, DCGANInference)
+    assert served.config is g.config and served.z_dim == g.z_dim and served.lineage == g.lineage
+    z = torch.randn(9, g.z_dim)
+    with torch.no_grad():
+        expected = g(z)
+    with torch.inference_mode():
+        got = served(z)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-6)  # folding only reorders float32 rounding
+    assert got.abs().max() <= 1
+    assert g.training is False and all(p.requires_grad for p in g.parameters())  # the generator is untouched
+    assert not any(p.requires_grad for p in served.parameters())
+    assert for_inference(served) is served
+
+
+def test_dcgan_inference_form_copies_the_weights_and_keeps_dtype_and_device():
+    from gandistill.models import for_inference
+
+    g = _trained_bn_generator()
+    served = for_inference(g)
+    z = torch.randn(4, g.z_dim)
+    before = served(z).detach()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.mul_(0.5)
+    assert torch.equal(served(z).detach(), before)  # built from the weights at that moment
+    double = for_inference(g.double())
+    assert all(p.dtype == torch.float64 for p in double.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(double(z.double()), g(z.double()), rtol=0, atol=1e-12)
+
+
+def test_for_inference_serves_other_generators_as_they_are():
+    from gandistill.models import DCGANGenerator, for_inference
+
+    g = tiny_generator("stylegan2").eval()
+    assert for_inference(g) is g
+
+    class Custom(DCGANGenerator):  # a subclass may compute something else in forward()
+        pass
+
+    custom = Custom(tiny_generator("dcgan").config)
+    assert for_inference(custom) is custom
+    with pytest.raises(ValueError, match="needs a generator, got a discriminator"):
+        for_inference(tiny_discriminator("dcgan"))

@@ -104,6 +104,7 @@ def test_profile_reports_everything():
                 "weights_mb", "device"):
         assert key in r
     assert r["params"] == count_params(g) and r["macs"] == count_macs(g)
+    assert r["timed"] == "DCGANInference"  # timed as served: gandistill.for_inference
     assert 0 < r["latency_ms_p50"] <= r["latency_ms_p90"]
     # the [8, 1, 32, 32] float32 image alone is 32 KiB
     assert r["peak_memory_mb"] * 2**20 >= 8 * 32 * 32 * 4

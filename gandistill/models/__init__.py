@@ -6,7 +6,7 @@ from torch import nn
 from ..config import MODEL_CONFIGS, model_config
 from ..registry import Registry
 from .classifier import FashionCNN
-from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .dcgan import DCGANDiscriminator, DCGANGenerator, DCGANInference
 from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator family")
@@ -17,6 +17,10 @@ DISCRIMINATORS.register("dcgan", DCGANDiscriminator)
 DISCRIMINATORS.register("stylegan2", StyleGAN2Discriminator)
 CLASSIFIERS: Registry[type[nn.Module]] = Registry("classifier family")
 CLASSIFIERS.register("fmnist-cnn", FashionCNN)
+# a family's generator rewritten for inference (same images to float32 rounding); families without one are
+# served as they are
+INFERENCE_FORMS: Registry[type[nn.Module]] = Registry("inference form")
+INFERENCE_FORMS.register("dcgan", DCGANInference)
 KINDS = {"generator": GENERATORS, "discriminator": DISCRIMINATORS, "classifier": CLASSIFIERS}
 
 
@@ -48,6 +52,22 @@ def build_model(kind: str, family: str, config=None, **kwargs) -> nn.Module:
     return cls(_config(family, config if config is not None else kwargs))
 
 
+def for_inference(generator: nn.Module) -> nn.Module:
+    """The generator as gandistill serves it: its family's inference form when it has one, else itself.
+
+    The inference form draws the same images as ``generator`` in eval mode (to float32 rounding), faster,
+    from a copy of its current weights, and takes no gradients. Used for evaluation, profiling and export.
+    """
+    family = getattr(generator, "family", None)
+    # exactly the family's class: a subclass may compute something else in forward()
+    if family in INFERENCE_FORMS and type(generator) is GENERATORS.get(family):
+        return INFERENCE_FORMS.get(family)(generator)
+    others = [DISCRIMINATORS.get(f) for f in DISCRIMINATORS] + [CLASSIFIERS.get(f) for f in CLASSIFIERS]
+    if isinstance(generator, tuple(others)):
+        raise ValueError(f"for_inference needs a generator, got a {kind_of(generator)}")
+    return generator  # another family, an inference form already, or a user's own module
+
+
 def kind_of(model: nn.Module) -> str:
     """"generator", "discriminator" or "classifier"."""
     for kind, registry in KINDS.items():
@@ -57,4 +77,4 @@ def kind_of(model: nn.Module) -> str:
 
 
 __all__ = ["GENERATORS", "DISCRIMINATORS", "CLASSIFIERS", "KINDS", "build_generator", "build_discriminator",
-           "build_model", "kind_of"]
+           "build_model", "kind_of", "INFERENCE_FORMS", "for_inference"]

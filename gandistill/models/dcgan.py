@@ -1,6 +1,8 @@
 """DCGAN generator and discriminator (Radford et al. 2016), 32x32 or 64x64, 1 or 3 channels."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,6 +79,63 @@ class DCGANGenerator(nn.Module):
             members.append((nxt, 0))  # ConvTranspose2d weight is [in, out, k, k]
             groups.append(ChannelGroup(f"b{res}", (f"{p}.conv.weight", 1), tuple(members)))
         return groups
+
+
+class DCGANInference(nn.Module):
+    """A DCGAN generator's eval-mode function rewritten for inference: the same images to float32 rounding.
+
+    Batch norm (running statistics) is folded into the convolution before it, the first block (a transposed
+    convolution of a 1x1 map) is one matrix product, activations run in place and tanh is 2 sigmoid(2x) - 1.
+    Each rewrite takes away work that costs a narrow student more, relative to its multiply-adds, than a wide
+    teacher. Measured on one thread of a 2-core AMD EPYC at batch 64: the first layer as a product 0.22 vs
+    1.32 ms for w0.25 and 0.86 vs 5.2 ms for the teacher; PyTorch's CPU tanh 0.23 ms on 64x1x32x32 vs 0.10
+    through sigmoid; one pass over each activation instead of three. ``scripts/bench.py`` compares whole
+    generators (mode ``for_inference``). The weights are copied when this is built (later changes to the
+    generator do not reach it) and take no gradients: it is for sampling, evaluation, timing and export.
+    ``channels_last``: run the hidden layers in that memory format (faster for wide layers on some CPUs).
+    """
+
+    family = "dcgan"
+
+    def __init__(self, generator: DCGANGenerator, channels_last: bool = False):
+        super().__init__()
+        if not isinstance(generator, DCGANGenerator):
+            raise TypeError(f"DCGANInference needs a DCGANGenerator, got {type(generator).__name__}")
+        self.config, self.z_dim = generator.config, generator.z_dim
+        self.lineage = generator.lineage
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if hasattr(generator, "source"):
+            self.source = generator.source
+        with torch.no_grad():
+            first, *rest = [_fold_batch_norm(b) for b in generator.blocks]
+            weight, bias = first  # [z_dim, C, 4, 4], [C]
+            self.first_channels = weight.shape[1]
+            self.first_weight = _frozen(weight.reshape(self.z_dim, -1))  # [z_dim, C*16], C-major like the conv
+            self.first_bias = _frozen(bias.repeat_interleave(16))
+            self.weights = nn.ParameterList([_frozen(w) for w, _ in rest])
+            self.biases = nn.ParameterList([_frozen(b) for _, b in rest])
+            self.to_img = copy.deepcopy(generator.to_img).requires_grad_(False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        x = torch.addmm(self.first_bias, z, self.first_weight).relu_()
+        x = x.view(z.shape[0], self.first_channels, 4, 4).contiguous(memory_format=self.memory_format)
+        for weight, bias in zip(self.weights, self.biases, strict=True):
+            x = F.conv_transpose2d(x, weight, bias, stride=2, padding=1).relu_()  # doubles the resolution
+        x = conv_transpose_native(self.to_img, x.contiguous())  # [N, channels, R, R], pre-tanh
+        return torch.sigmoid(x.mul_(2.0)).mul_(2.0).sub_(1.0)  # tanh(x)
+
+
+def _fold_batch_norm(block: _GBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of the transposed convolution that equals ``block.bn(block.conv(x))`` in eval mode."""
+    bn = block.bn
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # [out]
+    weight = block.conv.weight * scale[None, :, None, None]  # ConvTranspose2d weight is [in, out, k, k]
+    return weight.contiguous(), (bn.bias - bn.running_mean * scale).contiguous()
+
+
+def _frozen(t: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(t.detach().clone().contiguous(), requires_grad=False)
 
 
 class DCGANDiscriminator(nn.Module):
