@@ -16,9 +16,11 @@ Sections:
              channels: models/layers.py conv_transpose_native); channels_last is the module in that memory
              format. for_inference is gandistill.for_inference(generator) under inference_mode (batch norm
              folded, first layer as a matrix product: what profile, evaluate and export run), with
-             its hidden layers channels_last in for_inference_channels_last. compile is torch.compile of the for_inference
-             form, in a child process under --compile-timeout (reported as skipped, with the reason, when it
-             fails or takes longer). onnxruntime runs the file gd.export writes (the for_inference form).
+             its hidden layers channels_last in for_inference_channels_last. compile is torch.compile of the
+             for_inference form (reported as skipped, with the reason, when it fails or takes longer than
+             --compile-timeout). onnxruntime runs the file gd.export writes (the for_inference form). Each
+             mode runs in a fresh child process: a mode run before another in one process changed the
+             other's speed by up to 1.5x (allocator state), and the order of --modes must not matter.
   distill    the toolkit's distill() step vs a bare loop written here with the same modules and arithmetic
              (the test suite checks that both end with bit-identical students); target toolkit / bare <= 1.10.
              Also the bare step by phase, and distill() with --channels-last.
@@ -194,21 +196,56 @@ def _onnx_run(session, z: torch.Tensor) -> Callable[[], object]:
     return lambda: session.run(None, feed)
 
 
-def _compile_in_child(args, teacher_path: str) -> dict:
-    """torch.compile timings from a child process: compiling may be slow or fail, and must not stop the bench."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "compile", "--teacher", teacher_path,
-           "--device", args.device, "--widths", ",".join(f"{w:g}" for w in args.widths),
+def _mode_in_child(args, teacher_path: str, mode: str) -> dict:
+    """One inference mode's timings from a child process ({"batches": ...} or {"skipped": reason})."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "inference", "--modes", mode,
+           "--teacher", teacher_path, "--device", args.device, "--widths", ",".join(f"{w:g}" for w in args.widths),
            "--batches", ",".join(str(b) for b in args.batches), "--rounds", str(args.rounds),
            "--min-time", str(args.min_time)]
+    timeout = args.compile_timeout if mode == "compile" else None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"skipped": f"compiling and timing took longer than --compile-timeout {args.compile_timeout:g} s"}
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"skipped": f"torch.compile failed: {last[:300]}"}
+        if mode == "compile":
+            return {"skipped": f"torch.compile failed: {last[:300]}"}
+        raise RuntimeError(f"inference worker for mode {mode} failed: {last}")
     return json.loads(lines[-1])
+
+
+def worker_inference(args) -> dict:
+    """In the child: time one mode (args.modes[0]) for every model and batch size, in alternating rounds."""
+    (mode,) = args.modes
+    if mode == "compile":
+        return worker_compile(args)
+    if mode == "onnxruntime" and torch.device(args.device).type != "cpu":
+        return {"skipped": "onnxruntime runs on the CPU execution provider here"}
+    models = inference_models(args.teacher, args.widths, args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        if mode == "onnxruntime":
+            try:
+                runners = _onnx_runners(models, Path(tmp))
+            except ImportError as e:
+                return {"skipped": f"onnxruntime not installed ({e})"}
+        else:
+            runners = {}
+            for name, model in models.items():
+                m = copy.deepcopy(model).to(memory_format=torch.channels_last) if mode == "channels_last" else model
+                if mode == "for_inference":
+                    m = gd.for_inference(m)
+                elif mode == "for_inference_channels_last":
+                    m = DCGANInference(m, channels_last=True) if m.family == "dcgan" else gd.for_inference(m)
+                make = {"eager": _eager, "all_onednn": _all_onednn}.get(mode, _inference)
+                runners[name] = functools.partial(make, m)
+        seconds = {}
+        for batch in args.batches:
+            z = torch.randn(batch, models["teacher"].z_dim, device=args.device)
+            seconds[str(batch)] = interleaved({name: make(z) for name, make in runners.items()}, args.rounds,
+                                              args.min_time, args.device)
+    return {"batches": seconds}
 
 
 def worker_compile(args) -> dict:
@@ -219,7 +256,7 @@ def worker_compile(args) -> dict:
         if hasattr(torch._dynamo.config, knob):
             setattr(torch._dynamo.config, knob, 64)
     models = inference_models(args.teacher, args.widths, args.device)
-    out: dict = {"compile_s": {}, "batches": {}, "inference_mode_same_process": {}}
+    out: dict = {"compile_s": {}, "batches": {}, "inference_mode_same_process_img_s": {}}
     for batch in args.batches:
         z = torch.randn(batch, models["teacher"].z_dim, device=args.device)
         fns, plain = {}, {}
@@ -232,7 +269,8 @@ def worker_compile(args) -> dict:
             fns[name], plain[f"{name}/plain"] = _inference(compiled, z), _inference(model, z)
         seconds = interleaved({**fns, **plain}, args.rounds, args.min_time, args.device)
         out["batches"][str(batch)] = {name: seconds[name] for name in fns}
-        out["inference_mode_same_process"][str(batch)] = {name: seconds[f"{name}/plain"] for name in fns}
+        out["inference_mode_same_process_img_s"][str(batch)] = {name: batch / seconds[f"{name}/plain"]
+                                                                for name in fns}
     return out
 
 
@@ -248,48 +286,19 @@ def section_inference(args, tmp: Path) -> dict:
     }
     for mode in args.modes:
         print(f"[bench] inference: {mode}", file=sys.stderr)
-        seconds: dict[str, dict[str, float]] = {}
-        extra: dict = {}
-        if mode == "compile":
-            child = _compile_in_child(args, teacher_path)
-            if "skipped" in child:
-                result["modes"][mode] = child
-                continue
-            seconds = child["batches"]
-            extra = {"compile_s": child["compile_s"],
-                     "inference_mode_same_process_img_s": {
-                         b: {n: int(b) / s for n, s in per.items()}
-                         for b, per in child["inference_mode_same_process"].items()}}
-        elif mode == "onnxruntime" and torch.device(args.device).type != "cpu":
-            result["modes"][mode] = {"skipped": "onnxruntime runs on the CPU execution provider here"}
+        # each mode in a fresh process: one mode's allocations change the next one's speed (measured: w0.25
+        # for_inference 12,992 img/s alone, 8,629 after all_onednn in the same process)
+        child = _mode_in_child(args, teacher_path, mode)
+        if "skipped" in child:
+            result["modes"][mode] = child
             continue
-        else:
-            if mode == "onnxruntime":
-                try:
-                    runners = _onnx_runners(models, tmp)
-                except ImportError as e:
-                    result["modes"][mode] = {"skipped": f"onnxruntime not installed ({e})"}
-                    continue
-            else:
-                runners = {}
-                for name, model in models.items():
-                    m = copy.deepcopy(model).to(memory_format=torch.channels_last) if mode == "channels_last" else model
-                    if mode == "for_inference":
-                        m = gd.for_inference(m)
-                    elif mode == "for_inference_channels_last":
-                        m = DCGANInference(m, channels_last=True) if m.family == "dcgan" else gd.for_inference(m)
-                    make = {"eager": _eager, "all_onednn": _all_onednn}.get(mode, _inference)
-                    runners[name] = functools.partial(make, m)
-            for batch in args.batches:
-                z = torch.randn(batch, models["teacher"].z_dim, device=args.device)
-                seconds[str(batch)] = interleaved({name: make(z) for name, make in runners.items()}, args.rounds,
-                                                  args.min_time, args.device)
+        seconds = child.pop("batches")
         result["modes"][mode] = {
             "batches": {b: {name: {"img_s": int(b) / s, "ms_per_call": s * 1e3,
                                    "speedup": per["teacher"] / s,
                                    "efficiency": per["teacher"] / s / result["models"][name]["mac_ratio"]}
                             for name, s in per.items()}
-                        for b, per in seconds.items()}, **extra}
+                        for b, per in seconds.items()}, **child}
     target = f"w{TARGET_WIDTH:g}"
     if target in result["models"]:
         eff = {mode: r["batches"][str(TARGET_BATCH)][target]["efficiency"] for mode, r in result["modes"].items()
@@ -655,13 +664,13 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-inception-samples", type=int, default=32,
                         help="eval: images per generator through Inception (~0.2 s each on a CPU core; 0 skips)")
     parser.add_argument("--eval-rounds", type=int, default=2)
-    parser.add_argument("--worker", choices=("compile", "memory"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("inference", "memory"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in args.modes if m not in MODES]:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     if args.worker:
-        work = {"compile": worker_compile, "memory": worker_memory}[args.worker]
+        work = {"inference": worker_inference, "memory": worker_memory}[args.worker]
         print(json.dumps(work(args)))
         return 0
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
