@@ -498,9 +498,9 @@ def _eval_extractor(args, name: str, weights, n: int, generators: dict[str, torc
     paired = min(EvalConfig.paired, n)
 
     @torch.no_grad()
-    def generate() -> list[torch.Tensor]:
-        return [torch.cat([M.ToUint8RGB(g)(z[i:i + bs].to(device)).cpu() for i in range(0, n, bs)])
-                for g in generators.values()]
+    def generate() -> list[torch.Tensor]:  # through for_inference, as evaluate() generates
+        served = [M.ToUint8RGB(M.for_inference(g)) for g in generators.values()]
+        return [torch.cat([s(z[i:i + bs].to(device)).cpu() for i in range(0, n, bs)]) for s in served]
 
     images = generate()
     protocol = {"dataset": args.data, "split": EvalConfig.split, "extractor": name, "weights_sha256": weights.sha256}
