@@ -131,11 +131,12 @@ def _fold_batch_norm(block: _GBlock) -> tuple[torch.Tensor, torch.Tensor]:
     bn = block.bn
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # [out]
     weight = block.conv.weight * scale[None, :, None, None]  # ConvTranspose2d weight is [in, out, k, k]
-    return weight.contiguous(), (bn.bias - bn.running_mean * scale).contiguous()
+    return weight, bn.bias - bn.running_mean * scale
 
 
 def _frozen(t: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(t.detach().clone().contiguous(), requires_grad=False)
+    # every tensor given here is computed from the generator's, never a view of them: no clone needed
+    return nn.Parameter(t.detach().contiguous(), requires_grad=False)
 
 
 class DCGANDiscriminator(nn.Module):
