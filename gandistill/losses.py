@@ -36,12 +36,27 @@ def feature_loss(s_feats: dict[str, torch.Tensor], t_feats: dict[str, torch.Tens
 
 
 def make_adapters(s_feats: dict[str, torch.Tensor], t_feats: dict[str, torch.Tensor],
-                  taps: list[str] | None = None) -> nn.ModuleDict:
-    """One 1x1 conv per shared tap mapping student channels to teacher channels (identity-like init)."""
+                  taps: list[str] | None = None,
+                  kept: dict[str, list[int]] | None = None) -> nn.ModuleDict:
+    """One 1x1 conv per shared tap mapping student channels to teacher channels.
+
+    ``kept[tap]`` lists, for each student channel of that tap, the teacher channel it was inherited from
+    (``make_student``'s record). Such an adapter starts as that selection (weight[kept[j], j] = 1, else 0),
+    so a student that inherited its channels starts with the feature loss of its own surgery: 0 at width 1.
+    Taps without a record (a randomly initialised student) keep PyTorch's default random init.
+    """
     adapters = nn.ModuleDict()
     for name in taps or [n for n in t_feats if n in s_feats]:
         s_ch, t_ch = s_feats[name].shape[1], t_feats[name].shape[1]
         conv = nn.Conv2d(s_ch, t_ch, 1, bias=False)
+        if kept and name in kept:
+            index = torch.as_tensor(kept[name], dtype=torch.long)
+            if index.shape != (s_ch,) or index.min() < 0 or index.max() >= t_ch:
+                raise ValueError(f"kept channels of tap {name!r} do not fit its {s_ch} student and {t_ch} teacher "
+                                 f"channels")
+            with torch.no_grad():
+                conv.weight.zero_()
+                conv.weight[index, torch.arange(s_ch), 0, 0] = 1.0
         adapters[name] = conv
     return adapters
 

@@ -486,11 +486,15 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
              else build_discriminator(teacher.family, teacher.config)).to(device).train().requires_grad_(True)
 
     # --- adapters: one 1x1 conv per generator tap, student channels -> teacher channels ---
+    # shapes are probed in eval mode: a train-mode pass would move the student's batch-norm statistics
     with torch.no_grad():
         probe = torch.zeros(2, teacher.z_dim, device=device)
         _, t_probe = teacher.forward_features(probe)
-        _, s_probe = student.forward_features(probe)
-    adapters = (make_adapters(s_probe, t_probe, list(teacher.distill_taps)).to(device) if cfg.feature > 0
+        _, s_probe = student.eval().forward_features(probe)
+        student.train()
+    kept = student.lineage["kept_channels"]
+    tap_kept = {tap: kept[group] for tap, group in student.tap_groups.items() if group in kept}
+    adapters = (make_adapters(s_probe, t_probe, list(teacher.distill_taps), tap_kept).to(device) if cfg.feature > 0
                 else nn.ModuleDict())
 
     # --- optional classifier for perceptual / class_kl ---

@@ -282,3 +282,55 @@ def test_init_from_refuses_other_sizes_and_generator_only_dirs(tmp_path):
     with pytest.raises(ValueError, match="no discriminator/"):
         train(out=str(tmp_path / "g-only"), base_channels=8, steps=1, init_from=str(tmp_path / "first" / "generator"),
               **FAST)
+
+
+def _trained_looking(generator):
+    """Batch-norm statistics away from their fresh values, as a trained teacher has them."""
+    with torch.no_grad():
+        for name, buf in generator.named_buffers():
+            if name.endswith("running_mean"):
+                buf.normal_(0, 0.5)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+    return generator
+
+
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
+def test_adapters_start_as_the_students_kept_channels(family):
+    from gandistill.losses import feature_loss, make_adapters
+    from gandistill.students import make_student
+
+    teacher = _trained_looking(tiny_generator(family)).eval()
+    z = torch.randn(16, teacher.z_dim)
+    losses = {}
+    for width in (1.0, 0.5):
+        student = make_student(teacher, width).eval()
+        with torch.no_grad():
+            _, t_feats = teacher.forward_features(z)
+            _, s_feats = student.forward_features(z)
+        kept = {tap: student.lineage["kept_channels"][g] for tap, g in student.tap_groups.items()}
+        selected = make_adapters(s_feats, t_feats, list(teacher.distill_taps), kept)
+        random = make_adapters(s_feats, t_feats, list(teacher.distill_taps))
+        losses[width] = [feature_loss(s_feats, t_feats, a).item() for a in (selected, random)]
+    assert losses[1.0][0] < 1e-10 < 0.01 < losses[1.0][1]  # an identical student starts at 0, not at random
+    assert losses[0.5][0] < losses[0.5][1]
+    with pytest.raises(ValueError, match="kept channels of tap"):
+        make_adapters(s_feats, t_feats, ["b4"], {"b4": [0]})
+
+
+def test_distill_leaves_the_students_batch_norm_statistics_alone_before_step_0(tmp_path):
+    teacher_dir = tmp_path / "t"
+    save_gan(_trained_looking(tiny_generator("dcgan")), tiny_discriminator("dcgan"), teacher_dir)
+    distill(teacher=str(teacher_dir), out=str(tmp_path / "d"), width=1.0, steps=0, **FAST)
+    teacher = from_pretrained(teacher_dir)
+    state = load_state(tmp_path / "d" / "state.pt")  # the step-0 state that non-finite recovery falls back to
+    assert state["step"] == 0
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(state["student"][key], value), key
+    z = torch.randn(4, teacher.z_dim)
+    adapters = {k: v for k, v in state["adapters"].items()}
+    for name, weight in adapters.items():  # width 1: every adapter is the identity
+        assert torch.equal(weight[:, :, 0, 0], torch.eye(weight.shape[0])), name
+    student = from_pretrained(tmp_path / "d" / "student")
+    with torch.no_grad():
+        torch.testing.assert_close(student.eval()(z), teacher.eval()(z), rtol=0, atol=1e-6)

@@ -52,6 +52,7 @@ class DCGANGenerator(nn.Module):
         # the hidden taps the feature loss matches by default; the pre-tanh output is left out because its
         # magnitude grows as the teacher trains (mean square 24 at step 4750, 105 at step 10000)
         self.distill_taps = self.taps[:-1]
+        self.tap_groups = {f"b{r}": f"b{r}" for r in self.resolutions}  # tap -> the channel group producing it
         self.lineage: dict | None = None
         self.apply(_dcgan_init)
 

@@ -94,6 +94,7 @@ class StyleGAN2Generator(nn.Module):
             prev = ch[r]
         self.taps = tuple(f"b{r}" for r in self.resolutions)
         self.distill_taps = self.taps
+        self.tap_groups = {f"b{r}": f"conv1.{r}" for r in self.resolutions}  # tap -> the channel group producing it
         self.lineage: dict | None = None
 
     def set_noise_mode(self, mode: str) -> None:
