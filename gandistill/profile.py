@@ -29,13 +29,13 @@ def count_params(model: nn.Module) -> int:
 def count_macs(generator: nn.Module, batch: int = 1) -> int:
     """Multiply-accumulates per image of ``generator(z)``, counted by torch.utils.flop_counter (FLOPs / 2).
 
-    Runs with autograd enabled: FlopCounterMode's module tracker fails under no_grad for StyleGAN2
-    (torch 2.14); no backward pass is run, so only the forward is counted.
+    Runs with autograd enabled, also when called under no_grad (as profile() is): FlopCounterMode's module
+    tracker fails under no_grad for StyleGAN2 (torch 2.14); no backward pass is run, so only the forward counts.
     """
     z = torch.zeros(batch, generator.z_dim, device=next(generator.parameters()).device)
     was_training = generator.training
     generator.eval()
-    with FlopCounterMode(display=False) as counter:
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         generator(z)
     generator.train(was_training)
     return counter.get_total_flops() // 2 // batch

@@ -26,9 +26,10 @@ from gandistill.samples import latents
 
 
 @torch.no_grad()
-def generate(generator, num: int, seed: int) -> torch.Tensor:
-    z = latents(num, generator.z_dim, seed)
-    return torch.cat([to_uint8(generator(z[i:i + 500])) for i in range(0, num, 500)])
+def generate(generator, num: int, seed: int, device: str = "cpu") -> torch.Tensor:
+    generator = generator.to(device).eval()
+    z = latents(num, generator.z_dim, seed).to(device)
+    return torch.cat([to_uint8(generator(z[i:i + 500])).cpu() for i in range(0, num, 500)])
 
 
 def main(argv=None) -> int:
@@ -39,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-step", type=int, default=0,
                         help="score only snapshots from this step on (early ones are far behind and cost time)")
+    parser.add_argument("--last", type=int, default=0, help="score only the N latest snapshots (0 = all)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where snapshots draw and features run")
     args = parser.parse_args(argv)
 
     run = Path(args.run)
@@ -51,6 +54,8 @@ def main(argv=None) -> int:
     train = load_dataset(cfg.data, "train", cfg.data_root, cfg.resolution, cfg.channels)
     holdout = train.images[len(train) - cfg.holdout:]  # exactly the images training never saw
     snapshots = [p for p in sorted((run / "snapshots").glob("step*")) if int(p.name[4:]) >= args.min_step]
+    if args.last > 0:
+        snapshots = snapshots[-args.last:]
     if not snapshots:
         print(f"{run}/snapshots: no snapshots from step {args.min_step} on (train with --snapshot-every)",
               file=sys.stderr)
@@ -58,8 +63,8 @@ def main(argv=None) -> int:
     scores = {}
     key = None
     for snap in snapshots:
-        values = image_metrics(generate(from_pretrained(snap), args.num, args.seed), holdout, metrics=("fid",),
-                               seed=args.seed)
+        values = image_metrics(generate(from_pretrained(snap), args.num, args.seed, args.device), holdout,
+                               metrics=("fid",), seed=args.seed, device=args.device)
         key = next(iter(values))
         scores[snap.name] = values[key]
         print(f"{snap.name}: {key.replace('[', '-holdout[')} {values[key]:.2f}", flush=True)

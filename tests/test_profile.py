@@ -113,6 +113,15 @@ def test_profile_reports_everything():
         profile(g, latency_runs=0)
 
 
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
+def test_profile_of_every_family_counts_macs_under_no_grad(family):
+    g = tiny_generator(family)
+    macs = count_macs(g)
+    with torch.no_grad():  # profile() runs under no_grad; FlopCounterMode needed autograd for StyleGAN2
+        assert count_macs(g) == macs > 0
+    assert profile(g, latency_runs=2, throughput_batch=4, throughput_runs=1, warmup=0)["macs"] == macs
+
+
 def test_speedup_next_to_mac_ratio_and_teachers_by_lineage(tmp_path):
     teacher = tiny_generator("dcgan")
     student = make_student(teacher, 0.5)

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The one prepared GPU session behind pretrained/stylegan2-fmnist (issue #19), about 9 minutes on one H200 (TEACHER_SECONDS + DISTILL_SECONDS + ~3 min):
+#   1. CUDA smoke test: a few steps of train and distill on tiny models, bf16 autocast (stops here on failure)
+#   2. teacher: scripts/train_teacher_stylegan2.sh for each R1 gamma in GAMMAS, side by side, TEACHER_SECONDS each
+#   3. selection by fid[fmnist-cnn] on the 5000 held-out TRAIN images (scripts/select_teacher.py), across runs
+#   4. fid10k[fmnist-cnn] of the selected teacher on the test split
+#   5. students distilled side by side for DISTILL_SECONDS: w0.5 and w0.25 (g/d lr 1e-3), w0.25 at lr 2e-4
+#   6. fid10k + paired PSNR/SSIM of teacher and students; 7. the CUDA-marked tests, a torchrun (NCCL) distill,
+#   profile() on CUDA. Results go to $OUT as at most 8 files (tar), each phase's as soon as it is done.
+# Rehearsal on a CPU, same code paths at toy sizes:
+#   DEVICE=cpu BASE=4 BATCH=16 TEACHER_SECONDS=25 DISTILL_SECONDS=20 SELECT_N=300 EVAL_N=300 bash scripts/gpu_stylegan2.sh
+# On the device machine (torch there, torch-fidelity carried as a wheel, Fashion-MNIST carried in .gpu/data):
+#   PY=python3 GANDISTILL_DATA=$PWD/.gpu/data bash scripts/gpu_stylegan2.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PY:-python3}
+GD="$PY -m gandistill"
+DEVICE=${DEVICE:-cuda}
+BASE=${BASE:-64}
+BATCH=${BATCH:-256}
+GAMMAS=${GAMMAS:-"0.01 0.1"}
+TEACHER_SECONDS=${TEACHER_SECONDS:-230}
+DISTILL_SECONDS=${DISTILL_SECONDS:-120}
+SELECT_N=${SELECT_N:-5000}
+EVAL_N=${EVAL_N:-10000}
+RUNS=${RUNS:-runs/gpu-stylegan2}
+RESULTS=${OUT:-$RUNS/out}
+AMP=()
+[ "${DEVICE%%:*}" = cuda ] && AMP=(--amp)
+mkdir -p "$RUNS" "$RESULTS"
+LOG="$RESULTS/session.log"
+T0=$(date +%s)
+say() { echo "== [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+pack() { local name=$1; shift; tar -cf "$RESULTS/$name.tar" "$@" 2>>"$LOG"; say "packed $name.tar ($(du -h "$RESULTS/$name.tar" | cut -f1))"; }
+
+say "machine"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
+  $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda,
+  torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"; } 2>&1 | tee -a "$LOG"
+
+say "1. smoke test on $DEVICE"
+SMOKE=$RUNS/smoke
+rm -rf "$SMOKE"
+if ! { $GD train --out "$SMOKE/t" --family stylegan2 --base-channels 4 --steps 4 --batch-size 8 --data fashion-mnist \
+         --holdout 100 --r1-gamma 0.1 --r1-every 2 --loss nonsat --device "$DEVICE" "${AMP[@]}" --snapshot-every 2 \
+         --sample-every 0 --log-every 2 &&
+       $GD distill --teacher "$SMOKE/t" --out "$SMOKE/d" --width 0.5 --steps 4 --batch-size 8 --device "$DEVICE" \
+         "${AMP[@]}" --sample-every 0 --log-every 2; } >>"$LOG" 2>&1; then
+  say "smoke test FAILED: see session.log"; tail -30 "$LOG"; exit 1
+fi
+
+# Beside the teachers (they leave most of the GPU idle between small kernels): the DCGAN budget curve of issue
+# #17, one chain per width, each stage resuming the last (constant lr, so stage S is the S-step run); the students
+# come back to be evaluated on the CPU. Each stage ends by DCGAN_SECONDS after the start, finished or not.
+dcgan_chain() {  # name width
+  local run=$RUNS/dcgan/$1
+  for steps in $DCGAN_STAGES; do
+    local resume=()
+    [ -f "$run/state.pt" ] && resume=(--resume)
+    local left=$(( T0 + DCGAN_SECONDS - $(date +%s) ))
+    [ "$left" -gt 5 ] || return
+    timeout -s TERM -k 20 "$left" $GD distill --teacher pretrained/dcgan-fmnist --out "$run" --width "$2" --steps "$steps" --device "$DEVICE" \
+      --sample-every 0 --log-every 100 --checkpoint-every 1000 "${resume[@]}" || return
+    cp -r "$run/student" "$RUNS/dcgan/$1-s$steps"
+  done
+}
+DCGAN_STAGES=${DCGAN_STAGES:-"1500 5000 15000 40000"}
+DCGAN_SECONDS=${DCGAN_SECONDS:-440}  # from the script's start
+rm -rf "$RUNS/dcgan" && mkdir -p "$RUNS/dcgan"
+if [ -n "${DCGAN_WIDTHS:-0.25 0.5}" ]; then
+  for w in ${DCGAN_WIDTHS:-0.25 0.5}; do dcgan_chain "w$w" "$w" >"$RUNS/dcgan/w$w.out" 2>&1 & done
+fi
+DCGAN_PIDS=$(jobs -p)
+
+say "2. teachers, ${TEACHER_SECONDS}s each, R1 gamma in: $GAMMAS"
+TEACHER_PIDS=()
+for g in $GAMMAS; do
+  GD="$GD" OUT="$RUNS/teacher-g$g" DEVICE="$DEVICE" BASE="$BASE" BATCH="$BATCH" R1_GAMMA="$g" \
+    TIME_LIMIT="$TEACHER_SECONDS" bash scripts/train_teacher_stylegan2.sh >"$RUNS/teacher-g$g.out" 2>&1 &
+  TEACHER_PIDS+=($!)
+done
+wait "${TEACHER_PIDS[@]}"
+for g in $GAMMAS; do
+  say "teacher-g$g: $(tail -c 300 "$RUNS/teacher-g$g.out" | tr '\r' '\n' | grep -v '^\s*$' | tail -1)"
+  tail -2 "$RUNS/teacher-g$g/log.jsonl" >>"$LOG" 2>/dev/null
+done
+
+say "3. selection on the held-out train images"
+best="" best_score=""
+for g in $GAMMAS; do
+  $PY scripts/select_teacher.py --run "$RUNS/teacher-g$g" --out "$RUNS/sel-g$g" --num "$SELECT_N" --last "${SELECT_LAST:-5}" \
+    --device "$DEVICE" >>"$LOG" 2>&1 || { say "selection of g$g failed"; continue; }
+  score=$($PY -c "import json; s=json.load(open('$RUNS/sel-g$g/selection.json')); print(s['scores'][s['selected']])")
+  say "g$g: selected $($PY -c "import json; print(json.load(open('$RUNS/sel-g$g/selection.json'))['selected'])") at $score"
+  if [ -z "$best" ] || $PY -c "import sys; sys.exit(0 if $score < $best_score else 1)"; then best=$g best_score=$score; fi
+done
+[ -n "$best" ] || { say "no teacher selected"; exit 1; }
+TEACHER=$RUNS/teacher
+rm -rf "$TEACHER" && cp -r "$RUNS/sel-g$best" "$TEACHER"
+say "teacher: gamma $best (holdout fid $best_score)"
+
+say "4. teacher fid${EVAL_N} on the test split"
+$GD eval "$TEACHER" --num-samples "$EVAL_N" --extractor fmnist-cnn --split test --device "$DEVICE" \
+  --out "$RUNS/eval-teacher.json" 2>&1 | tail -4 | tee -a "$LOG"
+pack teacher-g "$TEACHER/generator" "$TEACHER/selection.json" "$RUNS/eval-teacher.json" $(for g in $GAMMAS; do
+  echo "$RUNS/teacher-g$g/log.jsonl" "$RUNS/teacher-g$g.out" "$RUNS/sel-g$g/selection.json"
+  ls -d "$RUNS/teacher-g$g/samples"/step* 2>/dev/null | tail -1; done)
+pack teacher-d "$TEACHER/discriminator"
+
+say "5. students, ${DISTILL_SECONDS}s each"
+distill_args() {  # name width lr
+  echo --teacher "$TEACHER" --out "$RUNS/$1" --width "$2" --g-lr "$3" --d-lr "$3" --beta1 0 --beta2 0.99 \
+    --batch-size "$BATCH" --device "$DEVICE" "${AMP[@]}" --checkpoint-every 500 --sample-every 1000 \
+    --log-every 100 --steps 1000000
+}
+STUDENTS="w0.5:0.5:1e-3 w0.25:0.25:1e-3 w0.25-lr2e-4:0.25:2e-4"
+STUDENT_PIDS=()
+for s in $STUDENTS; do
+  IFS=: read -r name width lr <<<"$s"
+  rm -rf "${RUNS:?}/$name"
+  timeout -s TERM -k 60 "$DISTILL_SECONDS" $GD distill $(distill_args "$name" "$width" "$lr") \
+    >"$RUNS/$name.out" 2>&1 &
+  STUDENT_PIDS+=($!)
+done
+wait "${STUDENT_PIDS[@]}"
+wait $DCGAN_PIDS
+say "dcgan chains: $(ls "$RUNS/dcgan" | grep -- '-s' | tr '\n' ' ')"
+pack dcgan "$RUNS"/dcgan/*-s* "$RUNS"/dcgan/*.out "$RUNS"/dcgan/w*/log.jsonl
+for s in $STUDENTS; do  # stopped by the time limit: finish at the step reached (writes student/)
+  IFS=: read -r name width lr <<<"$s"
+  step=$($PY -c "from gandistill.checkpoint import load_state; print(load_state('$RUNS/$name/state.pt')['step'])")
+  args=$(distill_args "$name" "$width" "$lr")
+  $GD distill ${args% --steps 1000000} --steps "$step" --resume >>"$RUNS/$name.out" 2>&1
+  say "$name: step $step, student/ $( [ -f "$RUNS/$name/student/model.safetensors" ] && echo written || echo MISSING)"
+done
+
+say "6. fid${EVAL_N} and paired fidelity, teacher and students"
+$GD eval "$TEACHER" $(for s in $STUDENTS; do echo "$RUNS/${s%%:*}/student"; done) --num-samples "$EVAL_N" \
+  --extractor fmnist-cnn --split test --device "$DEVICE" --out "$RUNS/eval-students.json" 2>&1 | tail -8 | tee -a "$LOG"
+pack students $(for s in $STUDENTS; do n=${s%%:*}; echo "$RUNS/$n/student" "$RUNS/$n/log.jsonl" "$RUNS/$n/samples"; done) \
+  "$RUNS/eval-students.json"
+
+say "7. CUDA-marked tests, torchrun (NCCL) distill, profile on $DEVICE"
+$PY -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py 2>&1 | tail -4 | tee -a "$LOG"
+rm -rf "$RUNS/ddp"
+$PY -m torch.distributed.run --standalone --nproc-per-node 1 -m gandistill distill --teacher "$TEACHER" \
+  --out "$RUNS/ddp" --width 0.25 --steps 30 --batch-size 64 --device "$DEVICE" "${AMP[@]}" --sample-every 0 \
+  --log-every 10 2>&1 | tail -2 | tee -a "$LOG"
+$GD profile "$TEACHER" $(for s in $STUDENTS; do echo "$RUNS/${s%%:*}/student"; done) --device "$DEVICE" \
+  --throughput-batch 256 --out "$RUNS/profile.json" 2>&1 | tail -8 | tee -a "$LOG"
+
+say "done"
+pack runs "$RUNS"/*.out "$RUNS"/*.json
