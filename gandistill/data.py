@@ -328,5 +328,6 @@ class BatchSampler:
         return {"generator": self.generator.get_state(), "perm": self.perm, "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm, self.pos = state["perm"], int(state["pos"])
+        # CPU tensors, also from a state loaded with map_location="cuda"
+        self.generator.set_state(state["generator"].cpu())
+        self.perm, self.pos = state["perm"].cpu(), int(state["pos"])

@@ -140,14 +140,15 @@ def _rng_state(device: torch.device, **generators: torch.Generator) -> dict:
 
 
 def _set_rng_state(state: dict, device: torch.device, **generators: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU byte tensors, but load_state(map_location="cuda") moves every tensor to the GPU
+    torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate((3, tuple(state["python"]), None))
     for k, g in generators.items():
-        g.set_state(state["generators"][k])
+        g.set_state(state["generators"][k].cpu())
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def _all_finite(*modules: nn.Module) -> bool:

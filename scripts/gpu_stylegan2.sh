@@ -31,6 +31,7 @@ AMP=()
 mkdir -p "$RUNS" "$RESULTS"
 LOG="$RESULTS/session.log"
 T0=$(date +%s)
+DCGAN_PIDS=""
 say() { echo "== [$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 pack() { local name=$1; shift; tar -cf "$RESULTS/$name.tar" "$@" 2>>"$LOG"; say "packed $name.tar ($(du -h "$RESULTS/$name.tar" | cut -f1))"; }
 
@@ -39,74 +40,80 @@ say "machine"
   $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda,
   torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"; } 2>&1 | tee -a "$LOG"
 
+if [ -n "${TEACHER_DIR:-}" ]; then  # students only, from a teacher made earlier
+  TEACHER=$TEACHER_DIR
+  say "teacher: $TEACHER"
+else
 say "1. smoke test on $DEVICE"
-SMOKE=$RUNS/smoke
-rm -rf "$SMOKE"
-if ! { $GD train --out "$SMOKE/t" --family stylegan2 --base-channels 4 --steps 4 --batch-size 8 --data fashion-mnist \
-         --holdout 100 --r1-gamma 0.1 --r1-every 2 --loss nonsat --device "$DEVICE" "${AMP[@]}" --snapshot-every 2 \
-         --sample-every 0 --log-every 2 &&
-       $GD distill --teacher "$SMOKE/t" --out "$SMOKE/d" --width 0.5 --steps 4 --batch-size 8 --device "$DEVICE" \
-         "${AMP[@]}" --sample-every 0 --log-every 2; } >>"$LOG" 2>&1; then
-  say "smoke test FAILED: see session.log"; tail -30 "$LOG"; exit 1
-fi
-
-# Beside the teachers (they leave most of the GPU idle between small kernels): the DCGAN budget curve of issue
-# #17, one chain per width, each stage resuming the last (constant lr, so stage S is the S-step run); the students
-# come back to be evaluated on the CPU. Each stage ends by DCGAN_SECONDS after the start, finished or not.
-dcgan_chain() {  # name width
-  local run=$RUNS/dcgan/$1
-  for steps in $DCGAN_STAGES; do
-    local resume=()
-    [ -f "$run/state.pt" ] && resume=(--resume)
-    local left=$(( T0 + DCGAN_SECONDS - $(date +%s) ))
-    [ "$left" -gt 5 ] || return
-    timeout -s TERM -k 20 "$left" $GD distill --teacher pretrained/dcgan-fmnist --out "$run" --width "$2" --steps "$steps" --device "$DEVICE" \
-      --sample-every 0 --log-every 100 --checkpoint-every 1000 "${resume[@]}" || return
-    cp -r "$run/student" "$RUNS/dcgan/$1-s$steps"
+  SMOKE=$RUNS/smoke
+  rm -rf "$SMOKE"
+  if ! { $GD train --out "$SMOKE/t" --family stylegan2 --base-channels 4 --steps 4 --batch-size 8 --data fashion-mnist \
+           --holdout 100 --r1-gamma 0.1 --r1-every 2 --loss nonsat --device "$DEVICE" "${AMP[@]}" --snapshot-every 2 \
+           --sample-every 0 --log-every 2 &&
+         $GD distill --teacher "$SMOKE/t" --out "$SMOKE/d" --width 0.5 --steps 4 --batch-size 8 --device "$DEVICE" \
+           "${AMP[@]}" --sample-every 0 --log-every 2; } >>"$LOG" 2>&1; then
+    say "smoke test FAILED: see session.log"; tail -30 "$LOG"; exit 1
+  fi
+  
+  # Beside the teachers (they leave most of the GPU idle between small kernels): the DCGAN budget curve of issue
+  # #17, one chain per width, each stage resuming the last (constant lr, so stage S is the S-step run); the students
+  # come back to be evaluated on the CPU. Each stage ends by DCGAN_SECONDS after the start, finished or not.
+  dcgan_chain() {  # name width
+    local run=$RUNS/dcgan/$1
+    for steps in $DCGAN_STAGES; do
+      local resume=()
+      [ -f "$run/state.pt" ] && resume=(--resume)
+      local left=$(( T0 + DCGAN_SECONDS - $(date +%s) ))
+      [ "$left" -gt 5 ] || return
+      timeout -s TERM -k 20 "$left" $GD distill --teacher pretrained/dcgan-fmnist --out "$run" --width "$2" --steps "$steps" --device "$DEVICE" \
+        --sample-every 0 --log-every 100 --checkpoint-every 1000 "${resume[@]}" || return
+      cp -r "$run/student" "$RUNS/dcgan/$1-s$steps"
+    done
+  }
+  DCGAN_STAGES=${DCGAN_STAGES:-"1500 5000 15000 40000"}
+  DCGAN_SECONDS=${DCGAN_SECONDS:-440}  # from the script's start
+  rm -rf "$RUNS/dcgan" && mkdir -p "$RUNS/dcgan"
+  if [ -n "${DCGAN_WIDTHS:-0.25 0.5}" ]; then
+    for w in ${DCGAN_WIDTHS:-0.25 0.5}; do dcgan_chain "w$w" "$w" >"$RUNS/dcgan/w$w.out" 2>&1 & done
+  fi
+  DCGAN_PIDS=$(jobs -p)
+  
+  say "2. teachers, ${TEACHER_SECONDS}s each, R1 gamma in: $GAMMAS"
+  TEACHER_PIDS=()
+  for g in $GAMMAS; do
+    GD="$GD" OUT="$RUNS/teacher-g$g" DEVICE="$DEVICE" BASE="$BASE" BATCH="$BATCH" R1_GAMMA="$g" \
+      TIME_LIMIT="$TEACHER_SECONDS" bash scripts/train_teacher_stylegan2.sh >"$RUNS/teacher-g$g.out" 2>&1 &
+    TEACHER_PIDS+=($!)
   done
-}
-DCGAN_STAGES=${DCGAN_STAGES:-"1500 5000 15000 40000"}
-DCGAN_SECONDS=${DCGAN_SECONDS:-440}  # from the script's start
-rm -rf "$RUNS/dcgan" && mkdir -p "$RUNS/dcgan"
-if [ -n "${DCGAN_WIDTHS:-0.25 0.5}" ]; then
-  for w in ${DCGAN_WIDTHS:-0.25 0.5}; do dcgan_chain "w$w" "$w" >"$RUNS/dcgan/w$w.out" 2>&1 & done
+  wait "${TEACHER_PIDS[@]}"
+  for g in $GAMMAS; do
+    say "teacher-g$g: $(tail -c 300 "$RUNS/teacher-g$g.out" | tr '\r' '\n' | grep -v '^\s*$' | tail -1)"
+    tail -2 "$RUNS/teacher-g$g/log.jsonl" >>"$LOG" 2>/dev/null
+  done
+  
+  say "3. selection on the held-out train images"
+  best="" best_score=""
+  for g in $GAMMAS; do
+    $PY scripts/select_teacher.py --run "$RUNS/teacher-g$g" --out "$RUNS/sel-g$g" --num "$SELECT_N" --last "${SELECT_LAST:-5}" \
+      --device "$DEVICE" >>"$LOG" 2>&1 || { say "selection of g$g failed"; continue; }
+    score=$($PY -c "import json; s=json.load(open('$RUNS/sel-g$g/selection.json')); print(s['scores'][s['selected']])")
+    say "g$g: selected $($PY -c "import json; print(json.load(open('$RUNS/sel-g$g/selection.json'))['selected'])") at $score"
+    if [ -z "$best" ] || $PY -c "import sys; sys.exit(0 if $score < $best_score else 1)"; then best=$g best_score=$score; fi
+  done
+  [ -n "$best" ] || { say "no teacher selected"; exit 1; }
+  TEACHER=$RUNS/teacher
+  rm -rf "$TEACHER" && cp -r "$RUNS/sel-g$best" "$TEACHER"
+  say "teacher: gamma $best (holdout fid $best_score)"
+  
+  say "4. teacher fid${EVAL_N} on the test split"
+  $GD eval "$TEACHER" --num-samples "$EVAL_N" --extractor fmnist-cnn --split test --device "$DEVICE" \
+    --out "$RUNS/eval-teacher.json" 2>&1 | tail -4 | tee -a "$LOG"
+  pack teacher-g "$TEACHER/generator" "$TEACHER/selection.json" "$RUNS/eval-teacher.json" $(for g in $GAMMAS; do
+    echo "$RUNS/teacher-g$g/log.jsonl" "$RUNS/teacher-g$g.out" "$RUNS/sel-g$g/selection.json"
+    ls -d "$RUNS/teacher-g$g/samples"/step* 2>/dev/null | tail -1; done)
+  pack teacher-d "$TEACHER/discriminator"
+  
 fi
-DCGAN_PIDS=$(jobs -p)
-
-say "2. teachers, ${TEACHER_SECONDS}s each, R1 gamma in: $GAMMAS"
-TEACHER_PIDS=()
-for g in $GAMMAS; do
-  GD="$GD" OUT="$RUNS/teacher-g$g" DEVICE="$DEVICE" BASE="$BASE" BATCH="$BATCH" R1_GAMMA="$g" \
-    TIME_LIMIT="$TEACHER_SECONDS" bash scripts/train_teacher_stylegan2.sh >"$RUNS/teacher-g$g.out" 2>&1 &
-  TEACHER_PIDS+=($!)
-done
-wait "${TEACHER_PIDS[@]}"
-for g in $GAMMAS; do
-  say "teacher-g$g: $(tail -c 300 "$RUNS/teacher-g$g.out" | tr '\r' '\n' | grep -v '^\s*$' | tail -1)"
-  tail -2 "$RUNS/teacher-g$g/log.jsonl" >>"$LOG" 2>/dev/null
-done
-
-say "3. selection on the held-out train images"
-best="" best_score=""
-for g in $GAMMAS; do
-  $PY scripts/select_teacher.py --run "$RUNS/teacher-g$g" --out "$RUNS/sel-g$g" --num "$SELECT_N" --last "${SELECT_LAST:-5}" \
-    --device "$DEVICE" >>"$LOG" 2>&1 || { say "selection of g$g failed"; continue; }
-  score=$($PY -c "import json; s=json.load(open('$RUNS/sel-g$g/selection.json')); print(s['scores'][s['selected']])")
-  say "g$g: selected $($PY -c "import json; print(json.load(open('$RUNS/sel-g$g/selection.json'))['selected'])") at $score"
-  if [ -z "$best" ] || $PY -c "import sys; sys.exit(0 if $score < $best_score else 1)"; then best=$g best_score=$score; fi
-done
-[ -n "$best" ] || { say "no teacher selected"; exit 1; }
-TEACHER=$RUNS/teacher
-rm -rf "$TEACHER" && cp -r "$RUNS/sel-g$best" "$TEACHER"
-say "teacher: gamma $best (holdout fid $best_score)"
-
-say "4. teacher fid${EVAL_N} on the test split"
-$GD eval "$TEACHER" --num-samples "$EVAL_N" --extractor fmnist-cnn --split test --device "$DEVICE" \
-  --out "$RUNS/eval-teacher.json" 2>&1 | tail -4 | tee -a "$LOG"
-pack teacher-g "$TEACHER/generator" "$TEACHER/selection.json" "$RUNS/eval-teacher.json" $(for g in $GAMMAS; do
-  echo "$RUNS/teacher-g$g/log.jsonl" "$RUNS/teacher-g$g.out" "$RUNS/sel-g$g/selection.json"
-  ls -d "$RUNS/teacher-g$g/samples"/step* 2>/dev/null | tail -1; done)
-pack teacher-d "$TEACHER/discriminator"
 
 say "5. students, ${DISTILL_SECONDS}s each"
 distill_args() {  # name width lr
@@ -114,37 +121,42 @@ distill_args() {  # name width lr
     --batch-size "$BATCH" --device "$DEVICE" "${AMP[@]}" --checkpoint-every 500 --sample-every 1000 \
     --log-every 100 --steps 1000000
 }
-STUDENTS="w0.5:0.5:1e-3 w0.25:0.25:1e-3 w0.25-lr2e-4:0.25:2e-4"
+# name:width:lr[:seconds]; side by side, or one after the other with SEQUENTIAL=1 (processes on one GPU are
+# time-sliced: the first session's three students side by side ran ~2.5 steps/s each)
+STUDENTS=${STUDENTS:-"w0.5:0.5:1e-3 w0.25:0.25:1e-3 w0.25-lr2e-4:0.25:2e-4"}
 STUDENT_PIDS=()
 for s in $STUDENTS; do
-  IFS=: read -r name width lr <<<"$s"
+  IFS=: read -r name width lr seconds <<<"$s"
   rm -rf "${RUNS:?}/$name"
-  timeout -s TERM -k 60 "$DISTILL_SECONDS" $GD distill $(distill_args "$name" "$width" "$lr") \
+  timeout -s TERM -k 60 "${seconds:-$DISTILL_SECONDS}" $GD distill $(distill_args "$name" "$width" "$lr") \
     >"$RUNS/$name.out" 2>&1 &
   STUDENT_PIDS+=($!)
+  [ "${SEQUENTIAL:-0}" = 1 ] && wait $!
 done
 wait "${STUDENT_PIDS[@]}"
 wait $DCGAN_PIDS
-say "dcgan chains: $(ls "$RUNS/dcgan" | grep -- '-s' | tr '\n' ' ')"
-pack dcgan "$RUNS"/dcgan/*-s* "$RUNS"/dcgan/*.out "$RUNS"/dcgan/w*/log.jsonl
+[ -n "$DCGAN_PIDS" ] && say "dcgan chains: $(ls "$RUNS/dcgan" | grep -- '-s' | tr '\n' ' ')"
+[ -n "$DCGAN_PIDS" ] && pack dcgan "$RUNS"/dcgan/*-s* "$RUNS"/dcgan/*.out "$RUNS"/dcgan/w*/log.jsonl
 for s in $STUDENTS; do  # stopped by the time limit: finish at the step reached (writes student/)
-  IFS=: read -r name width lr <<<"$s"
+  IFS=: read -r name width lr _ <<<"$s"
   step=$($PY -c "from gandistill.checkpoint import load_state; print(load_state('$RUNS/$name/state.pt')['step'])")
   args=$(distill_args "$name" "$width" "$lr")
   $GD distill ${args% --steps 1000000} --steps "$step" --resume >>"$RUNS/$name.out" 2>&1
   say "$name: step $step, student/ $( [ -f "$RUNS/$name/student/model.safetensors" ] && echo written || echo MISSING)"
 done
 
+[ "$EVAL_N" = 0 ] || {
 say "6. fid${EVAL_N} and paired fidelity, teacher and students"
 $GD eval "$TEACHER" $(for s in $STUDENTS; do echo "$RUNS/${s%%:*}/student"; done) --num-samples "$EVAL_N" \
   --extractor fmnist-cnn --split test --device "$DEVICE" --out "$RUNS/eval-students.json" 2>&1 | tail -8 | tee -a "$LOG"
+}
 pack students $(for s in $STUDENTS; do n=${s%%:*}; echo "$RUNS/$n/student" "$RUNS/$n/log.jsonl" "$RUNS/$n/samples"; done) \
   "$RUNS/eval-students.json"
 
 say "7. CUDA-marked tests, torchrun (NCCL) distill, profile on $DEVICE"
 $PY -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py 2>&1 | tail -4 | tee -a "$LOG"
 rm -rf "$RUNS/ddp"
-$PY -m torch.distributed.run --standalone --nproc-per-node 1 -m gandistill distill --teacher "$TEACHER" \
+[ "${SKIP_DDP:-0}" = 1 ] || $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m gandistill distill --teacher "$TEACHER" \
   --out "$RUNS/ddp" --width 0.25 --steps 30 --batch-size 64 --device "$DEVICE" "${AMP[@]}" --sample-every 0 \
   --log-every 10 2>&1 | tail -2 | tee -a "$LOG"
 $GD profile "$TEACHER" $(for s in $STUDENTS; do echo "$RUNS/${s%%:*}/student"; done) --device "$DEVICE" \
