@@ -13,7 +13,7 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import MAX_SEED, DemoConfig, DistillConfig, TrainConfig
+from .config import FEATURE_KINDS, LR_SCHEDULES, MAX_SEED, DemoConfig, DistillConfig, TrainConfig
 
 FIELD_HELP = {
     "out": "output run directory",
@@ -54,6 +54,9 @@ FIELD_HELP = {
     "init": "how the student inherits the teacher: l1 (largest filters), prefix (first k) or random",
     "pixel": "weight of the pixel loss (student vs teacher image)",
     "pixel_kind": "pixel loss: l1, mse or l1+mse",
+    "feature_kind": "feature loss per tap: mse, or relative (MSE over the teacher tap's mean square, so every tap "
+                    "weighs alike whatever its scale)",
+    "lr_schedule": "learning rates over the run: constant, or cosine / linear decay to 0 at --steps",
     "feature": "weight of the generator-feature loss (1x1 adapters)",
     "disc_feature": "weight of the discriminator-feature L1 loss",
     "perceptual": "weight of the perceptual loss (needs --classifier)",
@@ -86,6 +89,8 @@ CHOICES = {
     "adv_loss": ("hinge", "nonsat", "lsgan"),
     "init": ("l1", "prefix", "random"),
     "pixel_kind": ("l1", "mse", "l1+mse"),
+    "feature_kind": FEATURE_KINDS,
+    "lr_schedule": LR_SCHEDULES,
     "split": ("train", "test"),
     "export_format": ("onnx", "torchscript", "safetensors"),
 }

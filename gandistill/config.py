@@ -200,6 +200,8 @@ MODEL_CONFIGS: dict[str, type] = {"dcgan": DCGANConfig, "stylegan2": StyleGAN2Co
 GAN_FAMILIES = ("dcgan", "stylegan2")
 ADVERSARIAL_LOSSES = ("hinge", "nonsat", "lsgan")
 SPLITS = ("train", "test")
+FEATURE_KINDS = ("mse", "relative")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 def model_config(family: str, **kwargs):
@@ -308,6 +310,8 @@ class DistillConfig(ConfigMixin):
     class_temperature: float = 4.0
     adversarial: float = 0.1
     adv_loss: str = "hinge"  # hinge | nonsat | lsgan
+    feature_kind: str = "mse"  # mse | relative (each tap's MSE divided by the teacher tap's mean square)
+    lr_schedule: str = "constant"  # constant | cosine | linear: both learning rates decay to 0 over `steps`
     classifier: str | None = None  # directory of a classifier for perceptual / class_kl
     ema: bool = True
     ema_decay: float = 0.999
@@ -326,7 +330,7 @@ class DistillConfig(ConfigMixin):
         _check_path(self, "out")
         _check_path(self, "data_root", allow_none=True)
         _check_path(self, "classifier", allow_none=True)
-        _check_types(self, str, ("init", "data", "split", "pixel_kind", "adv_loss"))
+        _check_types(self, str, ("init", "data", "split", "pixel_kind", "adv_loss", "feature_kind", "lr_schedule"))
         _check_types(self, int, ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every",
                                  "max_bad_steps", "seed"))
         _check_types(self, float, ("width", "g_lr", "d_lr", "beta1", "beta2", "pixel", "feature", "disc_feature",
@@ -344,6 +348,8 @@ class DistillConfig(ConfigMixin):
         _check_range(self, ("beta1", "beta2", "ema_decay"), 0, 1, high_open=True)
         _check_choice(self, "init", ("l1", "prefix", "random"))
         _check_choice(self, "pixel_kind", ("l1", "mse", "l1+mse"))
+        _check_choice(self, "feature_kind", FEATURE_KINDS)
+        _check_choice(self, "lr_schedule", LR_SCHEDULES)
         _check_choice(self, "adv_loss", ADVERSARIAL_LOSSES)
         _check_choice(self, "split", SPLITS)
         _check_device(self)

@@ -29,9 +29,20 @@ def pixel_loss(s_img: torch.Tensor, t_img: torch.Tensor, kind: str = "l1") -> to
 
 @LOSSES.register("feature")
 def feature_loss(s_feats: dict[str, torch.Tensor], t_feats: dict[str, torch.Tensor],
-                 adapters: nn.ModuleDict) -> torch.Tensor:
-    """Mean over taps of MSE(adapter(student tap), teacher tap); adapters are learned 1x1 convs."""
-    terms = [F.mse_loss(adapters[name](s_feats[name]), t_feats[name]) for name in adapters]
+                 adapters: nn.ModuleDict, kind: str = "mse") -> torch.Tensor:
+    """Mean over taps of MSE(adapter(student tap), teacher tap); adapters are learned 1x1 convs.
+
+    ``kind="relative"`` divides each tap's MSE by the teacher tap's mean square, so that taps of different
+    magnitude weigh alike and the term does not grow as a teacher's activations do.
+    """
+    if kind not in ("mse", "relative"):
+        raise ValueError(f"feature loss kind must be mse or relative, got {kind!r}")
+    terms = []
+    for name in adapters:
+        mse = F.mse_loss(adapters[name](s_feats[name]), t_feats[name])
+        if kind == "relative":
+            mse = mse / (t_feats[name].detach().float().square().mean() + 1e-8)
+        terms.append(mse)
     return torch.stack(terms).mean()
 
 

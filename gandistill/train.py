@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import random
 import signal
@@ -420,6 +421,18 @@ def _check_resumable(state: dict, cfg, kind: str, same: tuple[str, ...]) -> None
                          f"differ from this command's; resume with the original settings")
 
 
+def lr_at(schedule: str, step: int, steps: int) -> float:
+    """The learning-rate multiplier of ``schedule`` for the update at ``step`` (0-based) of ``steps``."""
+    progress = min(step / max(steps, 1), 1.0)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    raise ValueError(f"lr schedule must be constant, cosine or linear, got {schedule!r}")
+
+
 def _set_lrs(base_lrs: dict, factor: float) -> None:
     for opt, lr in base_lrs.items():
         for group in opt.param_groups:
@@ -597,7 +610,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                 if cfg.pixel > 0:
                     terms["pixel"] = pixel_loss(s_img, t_img, cfg.pixel_kind)
                 if cfg.feature > 0:
-                    terms["feature"] = feature_loss(s_feats, t_feats, adapters)
+                    terms["feature"] = feature_loss(s_feats, t_feats, adapters, cfg.feature_kind)
                 if need_d_kd:
                     s_dlogits, s_dfeats = D_kd.forward_features(s_img)
                     if cfg.disc_feature > 0:
@@ -632,6 +645,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                 total_check = total
 
             if _step_ok(total_check):
+                if cfg.lr_schedule != "constant":
+                    _set_lrs(optimizers, lr_factor * lr_at(cfg.lr_schedule, step, cfg.steps))
                 opt_g.zero_grad(set_to_none=True)
                 total.backward()
                 _sync_grads([student, adapters], world)

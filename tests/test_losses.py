@@ -74,6 +74,20 @@ def test_feature_and_discriminator_terms_vanish_for_identical_inputs():
     assert disc_feature_loss(shifted, feats, {"a": 1.0, "b": 0.0}).item() == pytest.approx(1.0)
 
 
+def test_relative_feature_loss_ignores_each_taps_scale():
+    torch.manual_seed(0)
+    t = {"a": torch.randn(4, 3, 5, 5), "b": torch.randn(4, 6, 3, 3)}
+    s = {"a": torch.randn(4, 3, 5, 5), "b": torch.randn(4, 6, 3, 3)}
+    adapters = make_adapters(s, t)
+    scaled_t = {"a": t["a"] * 100, "b": t["b"]}
+    scaled_s = {"a": s["a"] * 100, "b": s["b"]}
+    relative = feature_loss(s, t, adapters, "relative")
+    assert feature_loss(scaled_s, scaled_t, adapters, "relative").item() == pytest.approx(relative.item(), rel=1e-4)
+    assert feature_loss(scaled_s, scaled_t, adapters).item() > 100 * feature_loss(s, t, adapters).item()
+    with pytest.raises(ValueError, match="mse or relative"):
+        feature_loss(s, t, adapters, "l1")
+
+
 def test_adapters_map_student_channels_to_teacher_channels():
     s = {"b4": torch.randn(2, 3, 4, 4)}
     t = {"b4": torch.randn(2, 12, 4, 4)}

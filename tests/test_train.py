@@ -334,3 +334,22 @@ def test_distill_leaves_the_students_batch_norm_statistics_alone_before_step_0(t
     student = from_pretrained(tmp_path / "d" / "student")
     with torch.no_grad():
         torch.testing.assert_close(student.eval()(z), teacher.eval()(z), rtol=0, atol=1e-6)
+
+
+def test_lr_schedules_decay_to_zero_over_the_run(tmp_path):
+    from gandistill.train import lr_at
+
+    assert [lr_at("constant", s, 10) for s in (0, 9)] == [1.0, 1.0]
+    assert lr_at("cosine", 0, 10) == 1.0 and lr_at("cosine", 5, 10) == pytest.approx(0.5)
+    assert lr_at("linear", 5, 10) == pytest.approx(0.5) and lr_at("linear", 10, 10) == 0.0
+    assert lr_at("cosine", 9, 10) < lr_at("cosine", 8, 10) < 0.1
+    with pytest.raises(ValueError, match="lr schedule"):
+        lr_at("step", 0, 10)
+    distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), width=0.5, steps=6, g_lr=1e-3, d_lr=5e-4,
+            lr_schedule="linear", **FAST)
+    state = load_state(tmp_path / "d" / "state.pt")
+    # the last update (step index 5 of 6) ran at 1/6 of the base rates
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 6)
+    assert state["opt_d"]["param_groups"][0]["lr"] == pytest.approx(5e-4 / 6)
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        DistillConfig(lr_schedule="step")
