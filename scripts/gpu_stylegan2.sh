@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# The one prepared GPU session behind pretrained/stylegan2-fmnist (issue #19), about 9 minutes on one H200 (TEACHER_SECONDS + DISTILL_SECONDS + ~3 min):
-#   1. CUDA smoke test: a few steps of train and distill on tiny models, bf16 autocast (stops here on failure)
+# The one prepared GPU session behind pretrained/stylegan2-fmnist (issue #19): one command, under 10 minutes.
+#   1. CUDA smoke test: a few steps of train and distill on tiny models, bf16 autocast (stops here on failure);
+#      then scripts/profile_train_step.py: img/s of one training step and its heaviest kernels (PROFILE=0: skip)
 #   2. teacher: scripts/train_teacher_stylegan2.sh for each R1 gamma in GAMMAS, side by side, TEACHER_SECONDS each
+#      (INIT_FROM=pretrained/stylegan2-fmnist continues the shipped one); beside them the DCGAN budget curve of
+#      issue #17 (DCGAN_WIDTHS="" skips it)
 #   3. selection by fid[fmnist-cnn] on the 5000 held-out TRAIN images (scripts/select_teacher.py), across runs
-#   4. fid10k[fmnist-cnn] of the selected teacher on the test split
-#   5. students distilled side by side for DISTILL_SECONDS: w0.5 and w0.25 (g/d lr 1e-3), w0.25 at lr 2e-4
-#   6. fid10k + paired PSNR/SSIM of teacher and students; 7. the CUDA-marked tests, a torchrun (NCCL) distill,
-#   profile() on CUDA. Results go to $OUT as at most 8 files (tar), each phase's as soon as it is done.
+#   4. fid[fmnist-cnn] of the selected teacher on the test split (EVAL_N images; 0 skips every evaluation)
+#   5. students (STUDENTS, name:width:lr[:seconds]) side by side, or one by one with SEQUENTIAL=1
+#   6. fid + paired PSNR/SSIM of teacher and students; 7. the CUDA-marked tests, a torchrun (NCCL) distill
+#      (SKIP_DDP=1 skips it), profile() on CUDA. Results go to $OUT as at most 8 tar files, each phase's as soon
+#      as it is done. TEACHER_DIR=DIR skips phases 1-4 and distills students from DIR.
+# Learned in the first session (2026-12-04, one H200): processes on one GPU are time-sliced, not overlapped
+# (two teachers beside two DCGAN chains: ~1,400 img/s per teacher; three students side by side ~650 img/s each,
+# one alone ~2,500): run one job at a time. The device tree limit is 64 MiB: with the shipped teacher tracked,
+# carry only the train split in .gpu/data (evaluate on the test split here, on the CPU).
 # Rehearsal on a CPU, same code paths at toy sizes:
 #   DEVICE=cpu BASE=4 BATCH=16 TEACHER_SECONDS=25 DISTILL_SECONDS=20 SELECT_N=300 EVAL_N=300 bash scripts/gpu_stylegan2.sh
 # On the device machine (torch there, torch-fidelity carried as a wheel, Fashion-MNIST carried in .gpu/data):
@@ -55,6 +63,12 @@ say "1. smoke test on $DEVICE"
     say "smoke test FAILED: see session.log"; tail -30 "$LOG"; exit 1
   fi
   
+  if [ "${PROFILE:-1}" = 1 ]; then  # where one training step spends its time (the first session's was slow)
+    say "profile of one training step (scripts/profile_train_step.py)"
+    $PY scripts/profile_train_step.py --base-channels "$BASE" --batch-size "$BATCH" --device "$DEVICE" "${AMP[@]}" \
+      --runs 5 2>&1 | grep -v "^USDT\|^ERROR:" | cut -c1-170 | tee -a "$LOG"
+  fi
+
   # Beside the teachers (they leave most of the GPU idle between small kernels): the DCGAN budget curve of issue
   # #17, one chain per width, each stage resuming the last (constant lr, so stage S is the S-step run); the students
   # come back to be evaluated on the CPU. Each stage ends by DCGAN_SECONDS after the start, finished or not.

@@ -6,15 +6,18 @@ set -euo pipefail
 SEED=${SEED:-0}
 OUT=${OUT:-samples}
 G=${G:-gandistill}
-TEACHER=pretrained/dcgan-fmnist
 mkdir -p "$OUT"
-"$G" sample "$TEACHER" --num 64 --seed "$SEED" --scale 2 --out "$OUT/dcgan-fmnist_seed$SEED.png"
-"$G" sample "$TEACHER" --num 64 --seed "$SEED" --interpolate --scale 2 --out "$OUT/dcgan-fmnist_interpolation_seed$SEED.png"
-for student in pretrained/dcgan-fmnist-student-w*/; do
-  [ -d "$student" ] || continue
-  name=$(basename "$student")
-  "$G" sample "$student" --num 64 --seed "$SEED" --scale 2 --out "$OUT/${name}_seed$SEED.png"
-  "$G" sample "$TEACHER" --compare "$student" --num 32 --seed "$SEED" --scale 2 \
-    --out "$OUT/dcgan-fmnist_vs_${name#dcgan-fmnist-}_seed$SEED.png"
+for TEACHER in pretrained/dcgan-fmnist pretrained/stylegan2-fmnist; do
+  [ -d "$TEACHER" ] || continue
+  t=$(basename "$TEACHER")
+  "$G" sample "$TEACHER" --num 64 --seed "$SEED" --scale 2 --out "$OUT/${t}_seed$SEED.png"
+  "$G" sample "$TEACHER" --num 64 --seed "$SEED" --interpolate --scale 2 --out "$OUT/${t}_interpolation_seed$SEED.png"
+  for student in "$TEACHER"-student-w*/; do
+    [ -d "$student" ] || continue
+    name=$(basename "$student")
+    "$G" sample "$student" --num 64 --seed "$SEED" --scale 2 --out "$OUT/${name}_seed$SEED.png"
+    "$G" sample "$TEACHER" --compare "$student" --num 32 --seed "$SEED" --scale 2 \
+      --out "$OUT/${t}_vs_${name#"$t"-}_seed$SEED.png"
+  done
 done
 ls -1 "$OUT"

@@ -15,6 +15,9 @@ AMP=()
 [ "${DEVICE%%:*}" = cuda ] && AMP=(--amp)
 RESUME=()
 [ -f "$OUT/state.pt" ] && RESUME=(--resume)
+# continue a shipped teacher on a machine without its run state (fresh optimizers and step count):
+# INIT_FROM=pretrained/stylegan2-fmnist OUT=runs/sg2-2 TIME_LIMIT=400 scripts/train_teacher_stylegan2.sh
+[ -n "${INIT_FROM:-}" ] && [ ! -f "$OUT/state.pt" ] && RESUME=(--init-from "$INIT_FROM")
 run=($GD train --out "$OUT" --family stylegan2 --base-channels "${BASE:-64}" --resolution 32 --channels 1
   --data fashion-mnist --split train --holdout 5000 --steps "${STEPS:-1000000}" --batch-size "${BATCH:-256}"
   --loss nonsat --r1-gamma "${R1_GAMMA:-0.05}" --r1-every 16 --g-lr 0.002 --d-lr 0.002 --beta1 0 --beta2 0.99
