@@ -51,7 +51,8 @@ FIELD_HELP = {
     "max_bad_steps": "non-finite steps in a row before reloading the last good state with halved learning rates",
     "resume": "continue the run in --out from its state.pt",
     "teacher": "teacher: a GAN directory (generator/ + discriminator/) or a generator directory",
-    "init": "how the student inherits the teacher: l1 (largest filters), prefix (first k) or random",
+    "init": "how the student inherits the teacher: l1 (largest filters), prefix (first k), random, or svs (l1 with "
+            "each weight's singular values evened out)",
     "pixel": "weight of the pixel loss (student vs teacher image)",
     "pixel_kind": "pixel loss: l1, mse or l1+mse",
     "feature_kind": "feature loss per tap: mse, or relative (MSE over the teacher tap's mean square, so every tap "
@@ -87,7 +88,7 @@ CHOICES = {
     "family": ("dcgan", "stylegan2"),
     "loss": ("hinge", "nonsat", "lsgan"),
     "adv_loss": ("hinge", "nonsat", "lsgan"),
-    "init": ("l1", "prefix", "random"),
+    "init": ("l1", "prefix", "random", "svs"),
     "pixel_kind": ("l1", "mse", "l1+mse"),
     "feature_kind": FEATURE_KINDS,
     "lr_schedule": LR_SCHEDULES,

@@ -288,7 +288,7 @@ class DistillConfig(ConfigMixin):
     teacher: str = "pretrained/dcgan-fmnist"
     out: str = "runs/distill"
     width: float = 0.25
-    init: str = "l1"  # l1 | prefix | random
+    init: str = "l1"  # l1 | prefix | random | svs
     data: str = "fashion-mnist"  # a dataset name, or "none" for data-free distillation
     data_root: str | None = None
     split: str = "train"
@@ -346,7 +346,7 @@ class DistillConfig(ConfigMixin):
         _check_seed(self)
         _check_range(self, ("class_alpha",), 0, 1)
         _check_range(self, ("beta1", "beta2", "ema_decay"), 0, 1, high_open=True)
-        _check_choice(self, "init", ("l1", "prefix", "random"))
+        _check_choice(self, "init", ("l1", "prefix", "random", "svs"))
         _check_choice(self, "pixel_kind", ("l1", "mse", "l1+mse"))
         _check_choice(self, "feature_kind", FEATURE_KINDS)
         _check_choice(self, "lr_schedule", LR_SCHEDULES)

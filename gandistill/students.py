@@ -17,7 +17,8 @@ from .registry import Registry
 INITS: Registry[str] = Registry("student init")
 for _name, _doc in (("l1", "keep the output channels with the largest L1 filter norm"),
                     ("prefix", "keep the first k channels"),
-                    ("random", "fresh random initialisation, nothing inherited")):
+                    ("random", "fresh random initialisation, nothing inherited"),
+                    ("svs", "l1, then each inherited weight's singular values evened out (singular value scaling)")):
     INITS.register(_name, _doc)
 
 
@@ -64,6 +65,8 @@ def make_student(teacher: nn.Module, width: float, init: str = "l1", seed: int |
             if tensor.shape != s_state[name].shape:
                 raise RuntimeError(f"surgery bug: {name} sliced to {list(tensor.shape)}, "
                                    f"student needs {list(s_state[name].shape)}")
+            if init == "svs" and name in index_for and name.endswith("weight") and tensor.ndim >= 2:
+                tensor = singular_value_scaling(tensor)
             new_state[name] = tensor.clone()
         student.load_state_dict(new_state)
         _match_runtime_scales(teacher, student)
@@ -75,6 +78,24 @@ def make_student(teacher: nn.Module, width: float, init: str = "l1", seed: int |
         "kept_channels": kept,
     }
     return student.train(teacher.training)
+
+
+@torch.no_grad()
+def singular_value_scaling(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` with its singular values (as a matrix [dim 0, the rest]) replaced by their square roots, scaled
+    so that the Frobenius norm is kept: the largest shrink, the smallest grow, the singular vectors stay.
+
+    After Kim and Yoo, "Singular Value Scaling" (AAAI 2025): pruned weights carry a few dominant singular
+    vectors that slow fine-tuning, and evening out the singular values helps. This is our reading of the idea
+    (square-root compression with the norm kept), not a copy of their code; its effect here is measured in
+    docs/recipe.md.
+    """
+    matrix = weight.reshape(weight.shape[0], -1).double()
+    u, sigma, vh = torch.linalg.svd(matrix, full_matrices=False)
+    if sigma.sum() <= 0:
+        return weight.clone()
+    scaled = sigma.sqrt() * torch.sqrt(sigma.square().sum() / sigma.sum())
+    return ((u * scaled) @ vh).reshape(weight.shape).to(weight.dtype)
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ VARIANTS = {
     "ema0.99": ["--ema-decay", "0.99"],
     "init-prefix": ["--init", "prefix"],
     "init-random": ["--init", "random"],
+    "init-svs": ["--init", "svs"],
 }
 
 

@@ -88,6 +88,32 @@ def test_inherited_student_is_closer_than_random(family):
     assert errors["prefix"] < errors["random"]
 
 
+def test_singular_value_scaling_evens_out_the_spectrum_and_keeps_the_norm():
+    from gandistill.students import singular_value_scaling
+
+    torch.manual_seed(0)
+    w = torch.randn(8, 4, 3, 3) * torch.logspace(0, 2, 8)[:, None, None, None]  # a few dominant directions
+    before = torch.linalg.svdvals(w.flatten(1))
+    scaled = singular_value_scaling(w)
+    after = torch.linalg.svdvals(scaled.flatten(1))
+    assert scaled.shape == w.shape and scaled.dtype == w.dtype
+    torch.testing.assert_close(scaled.norm(), w.norm(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(after / after[0], (before / before[0]).sqrt(), rtol=1e-4, atol=1e-6)
+    assert after[0] < before[0] and after[-1] > before[-1]
+    # the singular vectors stay: the top one of each is the same up to sign
+    u0, u1 = (torch.linalg.svd(m.flatten(1))[0][:, 0] for m in (w, scaled))
+    assert abs(float(u0 @ u1)) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_svs_student_keeps_the_l1_channels_with_rescaled_weights(family):
+    teacher = tiny_generator(family, base_channels=16)
+    l1, svs = make_student(teacher, 0.5, init="l1"), make_student(teacher, 0.5, init="svs")
+    assert svs.lineage["kept_channels"] == l1.lineage["kept_channels"] and svs.lineage["init"] == "svs"
+    changed = [k for k, v in svs.state_dict().items() if not torch.equal(v, l1.state_dict()[k])]
+    assert changed and all(k.endswith("weight") and svs.state_dict()[k].ndim >= 2 for k in changed)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_kept_channel_bookkeeping(family):
     teacher = tiny_generator(family, base_channels=16)
