@@ -318,6 +318,7 @@ class BareDistill:
 
     def __init__(self, cfg: DistillConfig):
         assert cfg.perceptual == 0 and cfg.class_kl == 0 and cfg.adversarial > 0 and cfg.data != "none"
+        assert cfg.lr_schedule == "constant", "the bare loop keeps the learning rates constant"
         self.cfg, self.device = cfg, torch.device(cfg.device)
         torch.manual_seed(cfg.seed * 1000)
         self.teacher, teacher_d = load_gan(cfg.teacher, map_location=cfg.device)
@@ -332,8 +333,11 @@ class BareDistill:
         with torch.no_grad():
             probe = torch.zeros(2, self.teacher.z_dim, device=self.device)
             _, t_probe = self.teacher.forward_features(probe)
-            _, s_probe = self.student.forward_features(probe)
-        self.adapters = make_adapters(s_probe, t_probe, list(self.teacher.distill_taps)).to(self.device)
+            _, s_probe = self.student.eval().forward_features(probe)  # eval: batch-norm statistics stay
+            self.student.train()
+        kept = self.student.lineage["kept_channels"]
+        tap_kept = {tap: kept[group] for tap, group in self.student.tap_groups.items() if group in kept}
+        self.adapters = make_adapters(s_probe, t_probe, list(self.teacher.distill_taps), tap_kept).to(self.device)
         self.data = load_dataset(cfg.data, cfg.split, cfg.data_root, self.teacher.config.resolution,
                                  self.teacher.config.channels)
         self.sampler = BatchSampler(len(self.data), cfg.batch_size, cfg.seed)
@@ -371,7 +375,7 @@ class BareDistill:
             # the terms in distill()'s order: gradients reaching s_img are summed in the order of the graph
             s_img, s_feats = self.student.forward_features(z)
             pixel = pixel_loss(s_img, t_img, cfg.pixel_kind)
-            feature = feature_loss(s_feats, t_feats, self.adapters)
+            feature = feature_loss(s_feats, t_feats, self.adapters, cfg.feature_kind)
             s_dlogits, s_dfeats = self.d_kd.forward_features(s_img)
             disc_feature = disc_feature_loss(s_dfeats, t_dfeats)
             disc_kl = disc_kl_loss(s_dlogits, t_dlogits, cfg.kl_temperature)
