@@ -244,6 +244,7 @@ class TrainConfig(ConfigMixin):
     log_every: int = 50
     max_bad_steps: int = 5
     resume: bool = False
+    overwrite: bool = False  # start over in an --out that holds other files (never with resume)
     init_from: str | None = None  # a GAN directory whose G and D weights the run starts from (fresh optimizers)
 
     def __post_init__(self):
@@ -255,7 +256,9 @@ class TrainConfig(ConfigMixin):
                                  "checkpoint_every", "log_every", "max_bad_steps", "r1_every", "sample_every",
                                  "snapshot_every", "holdout", "seed"))
         _check_types(self, float, ("g_lr", "d_lr", "beta1", "beta2", "r1_gamma", "ema_decay", "width", "d_width"))
-        _check_types(self, bool, ("ema", "amp", "resume"))
+        _check_types(self, bool, ("ema", "amp", "resume", "overwrite"))
+        _check(not (self.resume and self.overwrite), "overwrite", "and resume exclude each other: resume continues "
+               "the run in out, overwrite starts it over")
         _check_choice(self, "family", GAN_FAMILIES)
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "r1_every", "max_bad_steps"), 0,
@@ -320,6 +323,7 @@ class DistillConfig(ConfigMixin):
     log_every: int = 50
     max_bad_steps: int = 5
     resume: bool = False
+    overwrite: bool = False  # start over in an --out that holds other files (never with resume)
 
     def __post_init__(self):
         _check_path(self, "teacher")
@@ -332,7 +336,9 @@ class DistillConfig(ConfigMixin):
         _check_types(self, float, ("width", "g_lr", "d_lr", "beta1", "beta2", "pixel", "feature", "disc_feature",
                                    "perceptual", "disc_kl", "kl_temperature", "class_kl", "class_alpha",
                                    "class_temperature", "adversarial", "ema_decay"))
-        _check_types(self, bool, ("ema", "amp", "channels_last", "resume"))
+        _check_types(self, bool, ("ema", "amp", "channels_last", "resume", "overwrite"))
+        _check(not (self.resume and self.overwrite), "overwrite", "and resume exclude each other: resume continues "
+               "the run in out, overwrite starts it over")
         _check_width(self)
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
