@@ -492,6 +492,7 @@ class DemoConfig(ConfigMixin):
     device: str = "cpu"
     seed: int = 0
     verbose: bool = True
+    overwrite: bool = False  # write into an --out holding files a demo does not make; start distill/ over
 
     def __post_init__(self):
         _check_path(self, "teacher")
@@ -500,6 +501,7 @@ class DemoConfig(ConfigMixin):
         _check_types(self, str, ("data", "dataset", "split", "extractor", "export_format"))
         _check_types(self, int, ("steps", "batch_size", "num_samples", "paired", "seed"))
         _check_type(self, "verbose", bool)
+        _check_type(self, "overwrite", bool)
         _check_width(self)
         for name in ("data", "dataset", "extractor"):
             _check_name(self, name)

@@ -308,3 +308,33 @@ def test_sample_and_profile_replace_only_their_own_files(model_dir, tmp_path, ca
         assert cli(argv, capsys)[0] == 0
         assert cli(argv, capsys)[0] == 0  # its own earlier file: replaced
     assert cli(["sample", model_dir, "--num", "4", "--out", mine, "--overwrite"], capsys)[0] == 0
+
+
+# --- F13: the demo --------------------------------------------------------------------------------------
+
+DEMO = ["demo", "--steps", "2", "--batch-size", "4", "--data", "synthetic", "--dataset", "synthetic",
+        "--num-samples", "20", "--paired", "0", "--export-format", "torchscript", "--no-verbose"]
+
+
+def test_a_failed_demo_leaves_nothing_behind(gan_dir, tmp_path, capsys, monkeypatch):
+    import gandistill.report
+
+    def broken(*args, **kwargs):
+        raise ValueError("evaluation failed")
+
+    monkeypatch.setattr(gandistill.report, "make_report", broken)
+    code, err = cli([*DEMO, "--teacher", gan_dir, "--out", tmp_path / "demo1"], capsys)
+    assert code == 1 and err.splitlines()[-1] == "gandistill demo: error: evaluation failed"  # after the bar
+    assert not (tmp_path / "demo1").exists()
+
+
+def test_the_demo_refuses_a_folder_of_other_files(gan_dir, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work\n")
+    before = snapshot(tmp_path)
+    code, err = cli([*DEMO, "--teacher", gan_dir, "--out", mine], capsys)
+    assert code == 2 and "holds files a demo does not make (thesis.tex)" in one_line(err)
+    code, err = cli([*DEMO, "--teacher", gan_dir, "--out", gan_dir], capsys)
+    assert code == 2 and "is the input --teacher" in one_line(err)
+    assert snapshot(tmp_path) == before
