@@ -1,0 +1,104 @@
+"""Bad weights and inputs (#20 F8-F14): checked at load, before anything is built or written, one line each."""
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from gandistill.checkpoint import from_pretrained, save_gan, save_pretrained
+
+from .conftest import tiny_discriminator, tiny_generator
+from .test_outputs import cli, one_line, snapshot
+
+
+def _rewrite(model_dir: Path, name: str, make) -> None:
+    weights = model_dir / "model.safetensors"
+    state = load_file(weights)
+    state[name] = make(state[name])
+    save_file(state, weights)
+
+
+BAD_WEIGHTS = {
+    "nan": (lambda t: torch.full_like(t, float("nan")), "holds non-finite values (NaN or inf)"),
+    "inf": (lambda t: t.clone().index_fill_(0, torch.tensor([0]), float("inf")), "holds non-finite values"),
+    "int64": (lambda t: t.to(torch.int64), "is int64, expected floating-point weights"),
+    "bool": (lambda t: t.bool(), "is bool, expected floating-point weights"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_WEIGHTS))
+def test_bad_weights_are_refused_at_load_naming_the_tensor(tmp_path, capsys, bad):
+    make, message = BAD_WEIGHTS[bad]
+    model_dir = save_pretrained(tiny_generator("dcgan", base_channels=4), tmp_path / "M")
+    name = sorted(load_file(model_dir / "model.safetensors"))[0]
+    _rewrite(model_dir, name, make)
+    with pytest.raises(ValueError, match=re.escape(f"model.safetensors: {name} {message}")):
+        from_pretrained(model_dir)
+    for argv in (["sample", model_dir, "--num", "4", "--out", tmp_path / "g.png"],
+                 ["eval", model_dir, "--dataset", "synthetic", "--num-samples", "20", "--metrics", "fid"],
+                 ["info", model_dir]):
+        code, err = cli(argv, capsys)
+        assert code == 1 and f"{name} {message}" in one_line(err), (argv, err)
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_import_refuses_non_finite_and_integer_weights(tmp_path, capsys):
+    for bad in ("nan", "int64"):
+        make, message = BAD_WEIGHTS[bad]
+        state = tiny_generator("dcgan", base_channels=4).state_dict()
+        name = next(k for k, v in state.items() if v.is_floating_point())
+        state[name] = make(state[name])
+        torch.save(state, tmp_path / "g.pth")
+        code, err = cli(["import", tmp_path / "g.pth", "--family", "dcgan", "--config", '{"base_channels": 4}',
+                         "--out", tmp_path / bad], capsys)
+        assert code == 1 and f"{name} {message}" in one_line(err)
+        assert not (tmp_path / bad).exists()
+
+
+def test_distill_from_a_nan_teacher_fails_before_writing(tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("dcgan", base_channels=4), tiny_discriminator("dcgan", base_channels=4), teacher)
+    _rewrite(teacher / "generator", "to_img.weight", lambda t: torch.full_like(t, float("nan")))
+    code, err = cli(["distill", "--teacher", teacher, "--data", "synthetic", "--steps", "1", "--out",
+                     tmp_path / "run"], capsys)
+    assert code == 1 and "to_img.weight holds non-finite values" in one_line(err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_discriminator_that_does_not_fit_its_generator_is_refused_before_anything_is_written(tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("dcgan", base_channels=4), tiny_discriminator("dcgan", base_channels=4, resolution=64,
+                                                                          channels=3), teacher)
+    argv = ["distill", "--teacher", teacher, "--data", "synthetic", "--steps", "1", "--out", tmp_path / "run"]
+    for _ in range(2):  # and the retry says the same, not "already holds a run"
+        code, err = cli(argv, capsys)
+        assert code == 1 and "the discriminator (dcgan, 64 px, 3 channels) does not fit the generator (dcgan, " \
+                             "32 px, 1 channels)" in one_line(err)
+        assert not (tmp_path / "run").exists()
+
+
+def test_shapes_are_checked_before_a_huge_config_is_built(tmp_path, capsys):
+    model_dir = save_pretrained(tiny_generator("dcgan", base_channels=4), tmp_path / "M")
+    meta = json.loads((model_dir / "config.json").read_text())
+    meta["config"]["base_channels"] = 1500  # a 2.3 GB model if built
+    (model_dir / "config.json").write_text(json.dumps(meta))
+    t0 = time.perf_counter()
+    code, err = cli(["info", model_dir], capsys)
+    assert code == 1 and "has shape" in one_line(err) and "config.json implies" in err
+    assert time.perf_counter() - t0 < 2.0  # building it took 7.7 s
+
+
+def test_eval_with_a_missing_data_root_does_not_fall_back(tmp_path, capsys, tiny_fmnist, monkeypatch):
+    model_dir = save_pretrained(tiny_generator("dcgan", base_channels=4), tmp_path / "M")
+    monkeypatch.setenv("GANDISTILL_DATA", str(tiny_fmnist))  # a copy it could silently fall back to
+    code, err = cli(["eval", model_dir, "--data-root", tmp_path / "nonexistent", "--num-samples", "10",
+                     "--metrics", "fid", "--no-cache"], capsys)
+    assert code == 1 and "nonexistent: no such folder" in one_line(err)
+    (tmp_path / "empty").mkdir()
+    code, err = cli(["eval", model_dir, "--data-root", tmp_path / "empty", "--num-samples", "10",
+                     "--metrics", "fid", "--no-cache"], capsys)
+    assert code == 1 and "Fashion-MNIST (test) not found in" in one_line(err) and str(tiny_fmnist) not in err
+    assert snapshot(tmp_path / "empty") == {}
