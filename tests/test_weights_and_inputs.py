@@ -102,3 +102,33 @@ def test_eval_with_a_missing_data_root_does_not_fall_back(tmp_path, capsys, tiny
                      "--metrics", "fid", "--no-cache"], capsys)
     assert code == 1 and "Fashion-MNIST (test) not found in" in one_line(err) and str(tiny_fmnist) not in err
     assert snapshot(tmp_path / "empty") == {}
+
+
+# --- F9: eval's sample count is bounded, and a long eval shows progress -----------------------------------
+
+def test_an_eval_too_large_for_memory_is_refused_before_any_image(tmp_path, capsys):
+    model_dir = save_pretrained(tiny_generator("dcgan", base_channels=4), tmp_path / "M")
+    t0 = time.perf_counter()
+    code, err = cli(["eval", model_dir, "--dataset", "synthetic", "--num-samples", 10**12, "--metrics", "fid"],
+                    capsys)
+    assert code == 1 and "num_samples 1,000,000,000,000: its features alone need" in one_line(err)
+    assert "use at most" in err and time.perf_counter() - t0 < 5
+
+
+def test_a_long_eval_shows_a_progress_bar(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from .test_metrics import tiny_classifier
+
+    metrics = importlib.import_module("gandistill.metrics")
+    monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "cache"))
+    cls = tiny_classifier(tmp_path / "cls")
+    g = tiny_generator("dcgan")
+    kw = dict(dataset="synthetic", metrics=("fid",), paired=0, num_samples=64, extractor_weights=cls)
+    capsys.readouterr()
+    metrics.evaluate(g, **kw)
+    assert "eval" not in capsys.readouterr().err  # a pass shorter than the delay shows nothing
+    monkeypatch.setattr(metrics, "PROGRESS_DELAY_S", 0.0)
+    metrics.evaluate(g, **kw)
+    err = capsys.readouterr().err
+    assert "eval dcgan-w1 seed 0:" in err and "/64 [" in err and "img/s" in err
