@@ -353,6 +353,9 @@ class DistillConfig(ConfigMixin):
         _check_choice(self, "adv_loss", ADVERSARIAL_LOSSES)
         _check_choice(self, "split", SPLITS)
         _check_device(self)
+        _check(any((self.pixel, self.feature, self.disc_feature, self.perceptual, self.disc_kl, self.class_kl,
+                    self.adversarial)), "pixel", "feature, disc_feature, perceptual, disc_kl, class_kl and "
+               "adversarial are all 0: nothing would train the student; give at least one loss a weight")
         _check(not ((self.perceptual or self.class_kl) and not self.classifier), "classifier",
                "is needed when perceptual or class_kl > 0 (e.g. --classifier pretrained/fmnist-cnn)")
 

@@ -201,6 +201,7 @@ class _Log:
     def __init__(self, path: Path, enabled: bool, resume_step: int | None):
         self.path, self.enabled = path, enabled
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}  # per term: lazy R1 is added every r1_every steps, not every step
         self.count = 0
         self.t0 = time.perf_counter()
         if enabled and resume_step is not None and path.exists():
@@ -215,16 +216,17 @@ class _Log:
         for k, v in terms.items():
             v = v.detach().float()
             self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] = self.counts.get(k, 0) + 1
         self.count += 1
 
     def write(self, step: int, images: int, **extra) -> dict:
         elapsed = time.perf_counter() - self.t0
-        record = {"step": step, **{k: round(v.item() / max(self.count, 1), 6) for k, v in self.sums.items()},
+        record = {"step": step, **{k: round(v.item() / self.counts[k], 6) for k, v in self.sums.items()},
                   "img_per_s": round(images / max(elapsed, 1e-9), 2), **extra}
         if self.enabled:
             with open_append(self.path) as f:  # O_NOFOLLOW: a link planted here is not written through
                 f.write(json.dumps(record) + "\n")
-        self.sums, self.count, self.t0 = {}, 0, time.perf_counter()
+        self.sums, self.counts, self.count, self.t0 = {}, {}, 0, time.perf_counter()
         return record
 
 

@@ -132,3 +132,62 @@ def test_a_long_eval_shows_a_progress_bar(tmp_path, capsys, monkeypatch):
     metrics.evaluate(g, **kw)
     err = capsys.readouterr().err
     assert "eval dcgan-w1 seed 0:" in err and "/64 [" in err and "img/s" in err
+
+
+# --- F12: report grids of models whose names slug alike --------------------------------------------------
+
+def test_report_gives_each_model_its_own_grid(tmp_path, monkeypatch):
+    from gandistill.report import make_report
+
+    from .test_metrics import tiny_classifier
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "cache"))
+    save_pretrained(tiny_generator("dcgan"), tmp_path / "m" / "w05")
+    g = tiny_generator("dcgan")
+    with torch.no_grad():
+        next(g.parameters()).mul_(3)  # other weights: another grid
+    save_pretrained(g, tmp_path / "m_w05")
+    make_report(["m/w05", "m_w05"], out="rep", dataset="synthetic", metrics=("fid",), num_samples=20, paired=0,
+                profile=False, sample_num=4, extractor_weights=tiny_classifier(tmp_path / "cls"))
+    grids = json.loads((tmp_path / "rep" / "report.json").read_text())["files"]["grids"]
+    files = sorted(grids.values())
+    assert len(files) == 2 and len(set(files)) == 2, grids
+    assert (tmp_path / files[0]).read_bytes() != (tmp_path / files[1]).read_bytes()
+
+
+# --- smaller defects: r1 logging, all-zero loss weights, disc_feature_loss's tap weights ---------------
+
+def test_a_term_added_every_k_steps_is_logged_at_its_own_mean(tmp_path):
+    from gandistill.train import _Log
+
+    log = _Log(tmp_path / "log.jsonl", True, None)
+    for step in range(16):
+        log.add({"d_loss": torch.tensor(1.0), **({"r1": torch.tensor(4.0)} if step % 16 == 0 else {})})
+    record = log.write(16, 64)
+    assert record["r1"] == 4.0 and record["d_loss"] == 1.0  # r1 was logged as 4/16 = 0.25
+
+
+def test_all_loss_weights_zero_is_one_line(tmp_path, capsys):
+    from gandistill.config import DistillConfig
+
+    zero = dict(pixel=0.0, feature=0.0, disc_feature=0.0, perceptual=0.0, disc_kl=0.0, class_kl=0.0, adversarial=0.0)
+    with pytest.raises(ValueError, match="are all 0: nothing would train the student"):
+        DistillConfig(**zero)
+    argv = ["distill", "--out", tmp_path / "r", *[a for k in zero for a in (f"--{k.replace('_', '-')}", "0")]]
+    code, err = cli(argv, capsys)
+    assert code == 2 and "nothing would train the student" in one_line(err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_disc_feature_tap_weights_count_only_present_taps():
+    from gandistill.losses import disc_feature_loss
+
+    feats = {"a": torch.zeros(2, 3), "b": torch.zeros(2, 3)}
+    shifted = {"a": torch.ones(2, 3), "b": torch.full((2, 3), 3.0)}
+    assert disc_feature_loss(shifted, feats).item() == pytest.approx(2.0)
+    assert disc_feature_loss(shifted, feats, {"a": 1.0}).item() == pytest.approx(1.0)  # b left out weighs 0
+    assert disc_feature_loss(shifted, feats, {"a": 1.0, "b": 3.0}).item() == pytest.approx(2.5)
+    for bad in ({"a": 0.0, "b": 0.0}, {"a": 1.0, "gone": 1.0}, {"a": -1.0, "b": 1.0}):
+        with pytest.raises(ValueError, match="tap_weights must be non-negative weights of taps"):
+            disc_feature_loss(shifted, feats, bad)
