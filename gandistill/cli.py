@@ -306,9 +306,9 @@ def _cmd_import(args) -> int:
     if not isinstance(config, dict):
         raise UsageError("--config must be a JSON object")
     check_output(args.out, directory=True)
+    model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)  # reads only
     check_not_input(args.out, {"path": args.path})
     check_fresh_dir(args.out, overwrite=args.overwrite)
-    model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)
     with removed_if_failed(args.out):
         save_pretrained(model, args.out, extra={"imported_from": str(args.path)})
     print(f"{report.summary()}; written {args.out}")
