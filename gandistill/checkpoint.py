@@ -180,6 +180,20 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: corrupt or truncated safetensors file ({e})") from None
 
 
+def check_tensors(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], where) -> None:
+    """Each tensor of the dtype kind its module holds (floating weights, integer counters), floats all finite;
+    one line naming the first bad tensor. load_state_dict would cast an int64 or bool tensor silently, and NaN
+    weights make black images and plausible-looking scores."""
+    for name, tensor in state.items():
+        want = expected[name]
+        if tensor.is_floating_point() != want.is_floating_point() or tensor.dtype == torch.bool:
+            kind = "floating-point" if want.is_floating_point() else str(want.dtype).removeprefix("torch.")
+            raise ValueError(f"{where}: {name} is {str(tensor.dtype).removeprefix('torch.')}, expected {kind} "
+                             f"weights")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{where}: {name} holds non-finite values (NaN or inf); the weights are damaged")
+
+
 def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map_location: str = "cpu") -> nn.Module:
     """Rebuild a saved model (eval mode). ``path`` is a model directory or a GAN directory.
 
@@ -189,9 +203,11 @@ def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map
     meta = read_config(directory)
     if kind is not None and meta["kind"] != kind:
         raise ValueError(f"{directory}: holds a {meta['kind']}, expected a {kind}")
-    model = build_model(meta["kind"], meta["family"], meta["config_obj"])
     state = load_weights(directory / WEIGHTS_NAME)
-    expected = model.state_dict()
+    # shapes and dtypes are checked against a model without storage first: a config.json that implies a huge
+    # model must not be built (allocated, initialised) only to reject a small weights file
+    with torch.device("meta"):
+        expected = build_model(meta["kind"], meta["family"], meta["config_obj"]).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -202,6 +218,8 @@ def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map
         if tensor.shape != expected[name].shape:
             raise ValueError(f"{directory / WEIGHTS_NAME}: {name} has shape {list(tensor.shape)}, "
                              f"config.json implies {list(expected[name].shape)}")
+    check_tensors(state, expected, directory / WEIGHTS_NAME)
+    model = build_model(meta["kind"], meta["family"], meta["config_obj"])
     model.load_state_dict(state)
     model.lineage = meta.get("lineage")
     model.source = str(directory)
@@ -214,6 +232,12 @@ def load_gan(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Mod
     generator = from_pretrained(path, "generator", map_location)
     disc_dir = path / "discriminator"
     discriminator = from_pretrained(disc_dir, "discriminator", map_location) if disc_dir.is_dir() else None
+    if discriminator is not None:
+        g, d = generator.config, discriminator.config
+        if (generator.family, g.resolution, g.channels) != (discriminator.family, d.resolution, d.channels):
+            raise ValueError(f"{path}: the discriminator ({discriminator.family}, {d.resolution} px, {d.channels} "
+                             f"channels) does not fit the generator ({generator.family}, {g.resolution} px, "
+                             f"{g.channels} channels); a GAN directory's parts must be trained together")
     return generator, discriminator
 
 
@@ -299,6 +323,7 @@ def import_state_dict(path: str | os.PathLike, family: str, kind: str = "generat
         raise ValueError(f"{path}: does not fit a {family} {kind} with this config: {report.summary()}")
     if not report.loaded:
         raise ValueError(f"{path}: no tensor fits a {family} {kind} with this config: {report.summary()}")
+    check_tensors({k: state[k] for k in report.loaded}, expected, path)
     model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
     model.source = str(path)
     return model.eval(), report

@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from .config import FEATURE_KINDS, LR_SCHEDULES, MAX_SEED, DemoConfig, DistillConfig, TrainConfig
+from .outputs import OutputRefused, RunLocked, check_file_target, check_fresh_dir, check_not_input
 
 FIELD_HELP = {
     "out": "output run directory",
@@ -50,6 +51,7 @@ FIELD_HELP = {
     "log_every": "write a log.jsonl record every N steps",
     "max_bad_steps": "non-finite steps in a row before reloading the last good state with halved learning rates",
     "resume": "continue the run in --out from its state.pt",
+    "overwrite": "write into an --out that holds files this command did not make (a run there starts over)",
     "teacher": "teacher: a GAN directory (generator/ + discriminator/) or a generator directory",
     "init": "how the student inherits the teacher: l1 (largest filters), prefix (first k), random, or svs (l1 with "
             "each weight's singular values evened out)",
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                    help="fail on any missing, unexpected or mis-shaped key (default: on)")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files")
 
     p = sub.add_parser("demo", help="the main job: distill the shipped teacher, evaluate both, profile, export, "
                                     "report")
@@ -253,6 +256,8 @@ def removed_if_failed(path: str | os.PathLike):
         path = path.parent
     try:
         yield
+    except RunLocked:
+        raise  # the folder is another process's run: not ours to remove
     except BaseException:
         for folder in created:  # deepest first
             try:
@@ -307,7 +312,9 @@ def _cmd_import(args) -> int:
     if not isinstance(config, dict):
         raise UsageError("--config must be a JSON object")
     check_output(args.out, directory=True)
-    model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)
+    model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)  # reads only
+    check_not_input(args.out, {"path": args.path})
+    check_fresh_dir(args.out, overwrite=args.overwrite)
     with removed_if_failed(args.out):
         save_pretrained(model, args.out, extra={"imported_from": str(args.path)})
     print(f"{report.summary()}; written {args.out}")
@@ -371,6 +378,7 @@ def _add_evaluation_parsers(sub) -> None:
     p.add_argument("--interpolate", action="store_true", help="rows of spherical latent interpolations")
     p.add_argument("--nrow", type=int, default=8, help="images per row (default: %(default)s)")
     p.add_argument("--scale", type=int, default=1, help="integer upscaling of the PNG (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out that is not a grid gandistill wrote")
 
     p = sub.add_parser("profile", help="params, MACs, latency, throughput, peak memory; speed-up of students")
     p.add_argument("paths", nargs="+", metavar="PATH", help="generator/GAN directories or exported .onnx files")
@@ -384,6 +392,7 @@ def _add_evaluation_parsers(sub) -> None:
                    help="timed throughput runs (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=ProfileConfig.warmup, help="untimed runs first (default: %(default)s)")
     p.add_argument("--out", default=None, help="also write the results as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out that profile did not write")
 
     p = sub.add_parser("report", help="evaluate, profile and sample generators; write report.md/.json and a plot")
     p.add_argument("paths", nargs="+", metavar="DIR", help="teacher and student directories")
@@ -461,6 +470,8 @@ def _checked_eval_args(args) -> None:
         raise UsageError(str(e)) from None
     if getattr(args, "out", None) is not None:
         check_output(args.out, directory=args.command == "report")
+        check_not_input(args.out, [*(("model", p) for p in args.paths), ("--teacher", getattr(args, "teacher", None)),
+                                   ("--data-root", args.data_root), ("--extractor-weights", args.extractor_weights)])
 
 
 def _seed_arg(seeds: list[int]):
@@ -515,7 +526,7 @@ def _cmd_sample(args) -> int:
         raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     check_output(args.out, directory=False)
     images = sample(args.path, num=args.num, seed=args.seed, compare=args.compare, interpolate=args.interpolate,
-                    nrow=args.nrow, out=args.out, scale=args.scale)
+                    nrow=args.nrow, out=args.out, scale=args.scale, overwrite=args.overwrite)
     print(f"wrote {args.out}: {images.shape[0]} images, seed {args.seed}"
           + (f", {args.path} rows interleaved with {args.compare} rows" if args.compare else ""))
     return 0
@@ -540,6 +551,8 @@ def _cmd_profile(args) -> int:
         raise UsageError(str(e)) from None
     if args.out:
         check_output(args.out, directory=False)
+        check_not_input(args.out, [("model", p) for p in args.paths])
+        check_file_target(args.out, overwrite=args.overwrite, made_here=_is_profile_json)
     results = []
     for device in devices:
         per_device = [profile(p, device=device, latency_runs=args.latency_runs,
@@ -566,6 +579,17 @@ def _cmd_profile(args) -> int:
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2) + "\n"))
         print(f"wrote {args.out}")
     return 0
+
+
+def _is_profile_json(path: Path) -> bool:
+    """Whether ``path`` holds what profile --out writes: a JSON list of records naming model and device."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, list) and all(isinstance(r, dict) and {"model", "device"} <= set(r) for r in data)
 
 
 def _cmd_report(args) -> int:
@@ -613,6 +637,8 @@ def _add_export_parser(sub) -> None:
                    metavar="N", help="batch sizes of the check, 1 included (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults["seed"],
                    help="seed of the check's random z (default: fresh, recorded in export.json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --out (or export.json) that is not an earlier export recorded in export.json")
 
 
 def _cmd_export(args) -> int:
@@ -620,7 +646,7 @@ def _cmd_export(args) -> int:
 
     try:
         result = export(args.model, format=args.format, out=args.out, uint8=args.uint8, atol=args.atol,
-                        batch_sizes=tuple(args.batch_sizes), seed=args.seed)
+                        batch_sizes=tuple(args.batch_sizes), seed=args.seed, overwrite=args.overwrite)
     except ExportArgumentError as e:
         raise UsageError(str(e)) from None
     except ExportError as e:  # a failed check or a missing extra: a failure, not a usage error
@@ -652,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except UsageError as e:
+    except (UsageError, OutputRefused) as e:  # a refused output path is the command line's to change
         if args.debug:
             raise
         print(f"gandistill {args.command}: error: {one_line(e)}", file=sys.stderr)

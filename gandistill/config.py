@@ -246,6 +246,7 @@ class TrainConfig(ConfigMixin):
     log_every: int = 50
     max_bad_steps: int = 5
     resume: bool = False
+    overwrite: bool = False  # start over in an --out that holds other files (never with resume)
     init_from: str | None = None  # a GAN directory whose G and D weights the run starts from (fresh optimizers)
 
     def __post_init__(self):
@@ -257,7 +258,9 @@ class TrainConfig(ConfigMixin):
                                  "checkpoint_every", "log_every", "max_bad_steps", "r1_every", "sample_every",
                                  "snapshot_every", "holdout", "seed"))
         _check_types(self, float, ("g_lr", "d_lr", "beta1", "beta2", "r1_gamma", "ema_decay", "width", "d_width"))
-        _check_types(self, bool, ("ema", "amp", "resume"))
+        _check_types(self, bool, ("ema", "amp", "resume", "overwrite"))
+        _check(not (self.resume and self.overwrite), "overwrite", "and resume exclude each other: resume continues "
+               "the run in out, overwrite starts it over")
         _check_choice(self, "family", GAN_FAMILIES)
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "r1_every", "max_bad_steps"), 0,
@@ -324,6 +327,7 @@ class DistillConfig(ConfigMixin):
     log_every: int = 50
     max_bad_steps: int = 5
     resume: bool = False
+    overwrite: bool = False  # start over in an --out that holds other files (never with resume)
 
     def __post_init__(self):
         _check_path(self, "teacher")
@@ -336,7 +340,9 @@ class DistillConfig(ConfigMixin):
         _check_types(self, float, ("width", "g_lr", "d_lr", "beta1", "beta2", "pixel", "feature", "disc_feature",
                                    "perceptual", "disc_kl", "kl_temperature", "class_kl", "class_alpha",
                                    "class_temperature", "adversarial", "ema_decay"))
-        _check_types(self, bool, ("ema", "amp", "channels_last", "resume"))
+        _check_types(self, bool, ("ema", "amp", "channels_last", "resume", "overwrite"))
+        _check(not (self.resume and self.overwrite), "overwrite", "and resume exclude each other: resume continues "
+               "the run in out, overwrite starts it over")
         _check_width(self)
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
@@ -353,6 +359,9 @@ class DistillConfig(ConfigMixin):
         _check_choice(self, "adv_loss", ADVERSARIAL_LOSSES)
         _check_choice(self, "split", SPLITS)
         _check_device(self)
+        _check(any((self.pixel, self.feature, self.disc_feature, self.perceptual, self.disc_kl, self.class_kl,
+                    self.adversarial)), "pixel", "feature, disc_feature, perceptual, disc_kl, class_kl and "
+               "adversarial are all 0: nothing would train the student; give at least one loss a weight")
         _check(not ((self.perceptual or self.class_kl) and not self.classifier), "classifier",
                "is needed when perceptual or class_kl > 0 (e.g. --classifier pretrained/fmnist-cnn)")
 
@@ -492,6 +501,7 @@ class DemoConfig(ConfigMixin):
     device: str = "cpu"
     seed: int = 0
     verbose: bool = True
+    overwrite: bool = False  # write into an --out holding files a demo does not make; start distill/ over
 
     def __post_init__(self):
         _check_path(self, "teacher")
@@ -500,6 +510,7 @@ class DemoConfig(ConfigMixin):
         _check_types(self, str, ("data", "dataset", "split", "extractor", "export_format"))
         _check_types(self, int, ("steps", "batch_size", "num_samples", "paired", "seed"))
         _check_type(self, "verbose", bool)
+        _check_type(self, "overwrite", bool)
         _check_width(self)
         for name in ("data", "dataset", "extractor"):
             _check_name(self, name)

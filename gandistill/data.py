@@ -99,10 +99,15 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def fashion_mnist_candidates(root: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched in order: root, $GANDISTILL_DATA, each's FashionMNIST/raw, the Debian package's."""
-    bases = [Path(p) for p in (root, os.environ.get("GANDISTILL_DATA")) if p]
+    """Folders searched in order: root and its FashionMNIST/raw, fashion-mnist; without a root the same under
+    $GANDISTILL_DATA, then the Debian package's. A root given is the only place looked: a mistyped one must
+    not silently fall back to another copy."""
+    if root is not None:
+        base = Path(root)
+        return [base, base / "FashionMNIST" / "raw", base / "fashion-mnist"]
     out = []
-    for base in bases:
+    if os.environ.get("GANDISTILL_DATA"):
+        base = Path(os.environ["GANDISTILL_DATA"])
         out += [base, base / "FashionMNIST" / "raw", base / "fashion-mnist"]
     out.append(SYSTEM_FMNIST)
     return out
@@ -116,6 +121,9 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 def find_fashion_mnist(root: str | os.PathLike | None = None, split: str = "train") -> tuple[Path, Path]:
+    if root is not None and not Path(root).is_dir():
+        raise FileNotFoundError(f"data root {root}: no such folder (Fashion-MNIST is looked for only there when "
+                                f"a root is given)")
     for folder in fashion_mnist_candidates(root):
         images, labels = (_find(folder, stem) for stem in _FMNIST_FILES[split])
         if images and labels:

@@ -2,6 +2,8 @@
 both, export the student, and write the report with its plot and sample grids."""
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
 import sys
 import time
@@ -9,14 +11,15 @@ from pathlib import Path
 
 from .checkpoint import from_pretrained, load_state, read_config, resolve_model_dir, weights_sha256
 from .config import DemoConfig
+from .outputs import OutputRefused, check_not_input, foreign_entries
+
+# what a demo writes into its --out; anything else there is the user's
+_DEMO_FILES = re.compile(r"distill|report\.(md|json)|fid_vs_macs\.png|export\.json|student(\.onnx|\.pt|-export)|"
+                         r"(samples|compare)_.*\.png|\..*\.tmp")
 
 
 def demo(config: DemoConfig | None = None, **overrides) -> dict:
     """Run the demo; returns the paths it wrote (report.md, report.json, plot, grids, export, student)."""
-    from .export import MissingExtraError, export
-    from .report import make_report
-    from .train import distill
-
     if config is None:
         cfg = DemoConfig(**overrides)
     else:
@@ -34,10 +37,39 @@ def demo(config: DemoConfig | None = None, **overrides) -> dict:
     read_config(resolve_model_dir(teacher_dir))  # one clear error for a broken teacher
     say = (lambda msg: print(f"[demo] {msg}", file=sys.stderr, flush=True)) if cfg.verbose else (lambda msg: None)
 
+    # --- the output: new, or a folder holding only what a demo writes ---
+    check_not_input(out, {"--teacher": teacher_dir, "--data-root": cfg.data_root})
+    foreign = [name for name in foreign_entries(out) if not _DEMO_FILES.fullmatch(name)]
+    if foreign and not cfg.overwrite:
+        raise OutputRefused(f"--out {out}: already holds files a demo does not make ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}); choose another --out, or pass --overwrite")
+
     # --- distill (resumes when a previous demo run left a state) ---
     run_dir = out / "distill"
     state = run_dir / "state.pt"
     resume = state.exists()
+    with _removed_unless_interrupted(run_dir):
+        return _run(cfg, out, run_dir, state, resume, teacher_dir, say, t_start)
+
+
+@contextlib.contextmanager
+def _removed_unless_interrupted(run_dir: Path):
+    """A demo that fails removes the distillation it started (an interrupted one keeps it to resume)."""
+    started_here = not run_dir.exists()
+    try:
+        yield
+    except Exception:
+        if started_here and run_dir.is_dir():
+            shutil.rmtree(run_dir)
+        raise
+
+
+def _run(cfg: DemoConfig, out: Path, run_dir: Path, state: Path, resume: bool, teacher_dir: Path, say,
+         t_start: float) -> dict:
+    from .export import MissingExtraError, export
+    from .report import make_report
+    from .train import distill
+
     if resume:
         saved = load_state(state)
         if saved["config"].get("teacher") != str(cfg.teacher):
@@ -50,7 +82,8 @@ def demo(config: DemoConfig | None = None, **overrides) -> dict:
     say(f"distilling a width-{cfg.width:g} student from {cfg.teacher} for {cfg.steps} steps -> {run_dir}")
     distilled = distill(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
                         batch_size=cfg.batch_size, data=cfg.data, data_root=cfg.data_root, device=cfg.device,
-                        seed=cfg.seed, resume=resume, sample_every=0, checkpoint_every=250)
+                        seed=cfg.seed, resume=resume, overwrite=cfg.overwrite and not resume, sample_every=0,
+                        checkpoint_every=250)
     if distilled.status != "completed":
         raise KeyboardInterrupt
     student_dir = run_dir / "student"

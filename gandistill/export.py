@@ -34,10 +34,12 @@ from .checkpoint import (
     from_pretrained,
     read_config,
     save_pretrained,
+    sha256_file,
     write_json,
 )
 from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
+from .outputs import OutputRefused, check_not_input
 from .registry import Registry
 
 ONNX_OPSET = 18  # the lowest opset torch's ONNX exporter implements directly (asking 17 means a lossy conversion)
@@ -221,13 +223,15 @@ class ExportResult:
 
 def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", out: str | os.PathLike | None = None,
            uint8: bool = False, atol: float = 1e-4, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
-           seed: int | None = None) -> ExportResult:
+           seed: int | None = None, overwrite: bool = False) -> ExportResult:
     """Export a generator and check it against the PyTorch module (eval mode, float32, CPU) before it counts.
 
     model: a generator, or a model/GAN directory. format: one of ``FORMATS``. out: the file (torchscript, onnx)
     or directory (safetensors) to write. uint8: export ``UInt8Images(generator)`` instead (uint8 [N, H, W, C]).
     atol: largest allowed absolute difference in [-1, 1] image units. seed: of the check's random z (default:
-    fresh, recorded). Raises ExportError when the check fails; nothing is then written under ``out``.
+    fresh, recorded). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
+    export recorded in ``export.json`` with the same digest is replaced without it). Raises ExportError when the
+    check fails; nothing is then written under ``out``.
     """
     fmt = FORMATS.get(format)
     if not out:
@@ -247,6 +251,9 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
         raise _usage_error(f"{out}: exists and is a file; a {format} export is a directory")
     if not fmt.directory and out.is_dir():
         raise _usage_error(f"{out}: is a directory; a {format} export is a file")
+    if isinstance(model, (str, os.PathLike)):
+        check_not_input(out, {"model": model})
+    _check_targets(out, fmt.directory, overwrite)
     if format == "onnx":  # fail before the slow export, with the install command
         for module in ("onnx", "onnxscript", "onnxruntime"):
             _require(module, "ONNX export")
@@ -278,7 +285,7 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
               "metadata": meta, "check": check,
               "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     report = out.parent / REPORT_NAME
-    _update_report(report, out.name, record)
+    _update_report(report, out.name, record, overwrite)
     return ExportResult(out, format, report, record)
 
 
@@ -443,15 +450,52 @@ def _content_digest(out: Path, directory: bool) -> dict:
     return {"sha256": digest, "bytes": target.stat().st_size}
 
 
-def _update_report(report: Path, name: str, record: dict) -> None:
+def _read_report(report: Path) -> dict | None:
+    """The records of an ``export.json`` this module wrote; None for a file of any other shape."""
+    try:
+        entries = json.loads(report.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
+    if not isinstance(entries, dict) or not all(isinstance(r, dict) and {"format", "sha256", "check"} <= set(r)
+                                                for r in entries.values()):
+        return None
+    return entries
+
+
+def _earlier_export(out: Path, directory: bool) -> bool:
+    """Whether ``out`` is what an earlier export wrote: recorded in export.json with the digest it has now."""
+    entries = _read_report(out.parent / REPORT_NAME) if (out.parent / REPORT_NAME).is_file() else None
+    record = (entries or {}).get(out.name)
+    if record is None or out.is_symlink():
+        return False
+    if directory and (not out.is_dir() or {p.name for p in out.iterdir()} != {CONFIG_NAME, WEIGHTS_NAME}):
+        return False
+    target = out / WEIGHTS_NAME if directory else out
+    return target.is_file() and not target.is_symlink() and sha256_file(target) == record["sha256"]
+
+
+def _check_targets(out: Path, directory: bool, overwrite: bool) -> None:
+    """Before anything is written: ``out`` and its ``export.json`` are new, ours, or overwrite says so."""
+    report = out.parent / REPORT_NAME
+    if report.is_symlink() or (report.exists() and not report.is_file()):
+        raise OutputRefused(f"{report}: is {'a symbolic link' if report.is_symlink() else 'not a file'}; the "
+                            f"export record is written there: move it away or export elsewhere")
+    if report.is_file() and _read_report(report) is None and not overwrite:
+        raise OutputRefused(f"{report}: exists and was not written by gandistill export; move it away, export "
+                            f"elsewhere, or pass --overwrite to replace it")
+    occupied = out.is_symlink() or (out.is_dir() and any(out.iterdir())) or (out.exists() and not out.is_dir())
+    if occupied and not overwrite and not _earlier_export(out, directory):
+        raise OutputRefused(f"--out {out}: exists and is not an earlier export recorded in {REPORT_NAME}; choose "
+                            f"another --out, or pass --overwrite to replace it")
+
+
+def _update_report(report: Path, name: str, record: dict, overwrite: bool = False) -> None:
     # one export.json per folder, keyed by the exported file's name, so exports can sit side by side
     entries: dict = {}
     if report.is_file():
-        try:
-            entries = json.loads(report.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            entries = {}
-        if not isinstance(entries, dict):
+        entries = _read_report(report)
+        if entries is None:  # _check_targets let it through: overwrite was asked for
+            assert overwrite, report
             entries = {}
     entries[name] = record
     write_json(report, entries)

@@ -75,11 +75,18 @@ def make_adapters(s_feats: dict[str, torch.Tensor], t_feats: dict[str, torch.Ten
 @LOSSES.register("disc_feature")
 def disc_feature_loss(s_feats: dict[str, torch.Tensor], t_feats: dict[str, torch.Tensor],
                       tap_weights: dict[str, float] | None = None) -> torch.Tensor:
-    """Weighted mean over taps of L1 between discriminator features of student and teacher images."""
+    """Weighted mean over taps of L1 between discriminator features of student and teacher images.
+
+    tap_weights: tap -> weight (default 1 each); taps it leaves out weigh 0. Only taps present in ``t_feats``
+    count towards the denominator, and the weights of those must not all be 0."""
     names = list(t_feats)
-    weights = {n: 1.0 for n in names} if tap_weights is None else tap_weights
-    total = sum(weights[n] * F.l1_loss(s_feats[n], t_feats[n]) for n in names if weights.get(n, 0.0))
-    return total / max(sum(weights.values()), 1e-12)
+    weights = {n: 1.0 for n in names} if tap_weights is None else {n: float(tap_weights.get(n, 0.0)) for n in names}
+    unknown = sorted(set(tap_weights or ()) - set(names))
+    if unknown or any(w < 0 for w in weights.values()) or not any(weights.values()):
+        raise ValueError(f"tap_weights must be non-negative weights of taps in {names}, not all 0; got {tap_weights}")
+    used = [n for n in names if weights[n]]
+    total = torch.stack([weights[n] * F.l1_loss(s_feats[n], t_feats[n]) for n in used]).sum()
+    return total / sum(weights[n] for n in used)
 
 
 @LOSSES.register("perceptual")

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm import tqdm
 
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, from_pretrained, sha256_file
 from .config import EvalConfig
@@ -373,13 +375,16 @@ class ToUint8RGB(nn.Module):
     keep: hold on to (a CPU copy of) the first ``keep`` images made, in ``kept``.
     """
 
-    def __init__(self, generator: nn.Module, keep: int = 0):
+    def __init__(self, generator: nn.Module, keep: int = 0, progress=None):
         super().__init__()
         self.generator = generator
         self.keep, self.kept = keep, []
+        self.progress = progress  # a tqdm bar advanced by every image made, or None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         img = self.generator(z)  # [N, C, R, R]
+        if self.progress is not None:
+            self.progress.update(z.shape[0])
         assert img.ndim == 4 and img.shape[1] in (1, 3), f"generator output must be [N, 1|3, R, R], got {list(img.shape)}"
         img = to_uint8(img)
         img = img.repeat(1, 3, 1, 1) if img.shape[1] == 1 else img
@@ -749,6 +754,24 @@ def _teacher_label(teacher, models: list, labels: list[str]) -> str:
     return getattr(teacher, "source", None) or f"{teacher.family}-w{teacher.config.width:g}"
 
 
+PROGRESS_DELAY_S = 3.0  # an evaluation pass shows its progress bar once it has run this long
+FEATURE_BYTES_PER_SAMPLE = 4 * (2048 + 1008)  # float32 features of the widest extractor (Inception pool3 + logits)
+
+
+def _check_fits_in_memory(num_samples: int) -> None:
+    """Features of every generated image are held until the scores are computed: refuse a count whose features
+    alone would not fit in this machine's memory, before any image is made (1e12 samples ran unbounded)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no bound but the config's
+        return
+    need = num_samples * FEATURE_BYTES_PER_SAMPLE
+    if need > memory // 2:
+        most = memory // 2 // FEATURE_BYTES_PER_SAMPLE
+        raise ValueError(f"num_samples {num_samples:,}: its features alone need {need / 2**30:,.0f} GiB, more than "
+                         f"half of this machine's {memory / 2**30:,.0f} GiB; use at most {most:,} samples")
+
+
 def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalConfig.split,
              metrics: Sequence[str] = EvalConfig.metrics, extractor: str = EvalConfig.extractor,
              num_samples: int = EvalConfig.num_samples, seed: int | Sequence[int] = EvalConfig.seed,
@@ -768,6 +791,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
     cfg = EvalConfig(dataset=dataset, split=split, metrics=tuple(metrics), extractor=extractor,
                      num_samples=num_samples, seed=seeds[0], device=device, batch_size=batch_size,
                      data_root=None if data_root is None else str(data_root), paired=paired)
+    _check_fits_in_memory(cfg.num_samples)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available")
     models, labels = _load_generators(generators, names)
@@ -820,10 +844,13 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
             per_seed, spread = {}, {}
             served = for_inference(model)  # the same images, faster (DCGAN: batch norm folded)
             for s in seeds:
-                to_rgb = ToUint8RGB(served, keep=reuse if s == seeds[0] else 0)
-                wrapped = tf.GenerativeModelModuleWrapper(to_rgb, model.z_dim, "normal", 0)
-                fake = tf.features_from_generator(wrapped, extractor_obj, cfg.num_samples, cfg.batch_size,
-                                                              cuda, s, verbose)
+                # a bar on stderr for any pass that takes more than a few seconds (tqdm's delay)
+                with tqdm(total=cfg.num_samples, desc=f"eval {label} seed {s}", unit="img", delay=PROGRESS_DELAY_S,
+                          leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=1.0) as bar:
+                    to_rgb = ToUint8RGB(served, keep=reuse if s == seeds[0] else 0, progress=bar)
+                    wrapped = tf.GenerativeModelModuleWrapper(to_rgb, model.z_dim, "normal", 0)
+                    fake = tf.features_from_generator(wrapped, extractor_obj, cfg.num_samples, cfg.batch_size,
+                                                      cuda, s, verbose)
                 if to_rgb.keep:
                     first[index] = (torch.cat(to_rgb.kept), fake[feat_layer][:reuse])
                 values, spread_s, subset = _scores(fake, real_feats, real_stats, wanted, spec, cfg.num_samples, s,

@@ -27,6 +27,17 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/")).strip("_") or "model"
 
 
+def _unique_slugs(labels: Sequence[str]) -> list[str]:
+    """File-name slugs, one per label, never two alike (m/w05 and m_w05 both slug to m_w05)."""
+    out: list[str] = []
+    for label in labels:
+        slug, n = _slug(label), 2
+        while slug in out:
+            slug, n = f"{_slug(label)}-{n}", n + 1
+        out.append(slug)
+    return out
+
+
 def _si(n: float | None) -> str:
     if n is None:
         return "-"
@@ -251,13 +262,14 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
     first_seed = seed if isinstance(seed, int) else next(iter(seed))
     if sample_num:
         teachers = find_teachers(models)
+        slugs = _unique_slugs(labels)
         for i, (model, label) in enumerate(zip(models, labels, strict=True)):
-            path = out / f"samples_{_slug(label)}_seed{first_seed}.png"
+            path = out / f"samples_{slugs[i]}_seed{first_seed}.png"
             sample(model, num=sample_num, seed=first_seed, out=path, scale=2)
             grids[f"{label}: {sample_num} samples, seed {first_seed}"] = path
             if i in teachers:
                 t = teachers[i]
-                path = out / f"compare_{_slug(label)}_vs_{_slug(labels[t])}_seed{first_seed}.png"
+                path = out / f"compare_{slugs[i]}_vs_{slugs[t]}_seed{first_seed}.png"
                 sample(models[t], num=min(sample_num, 32), seed=first_seed, compare=model, out=path, scale=2)
                 grids[f"same z: teacher {labels[t]} (odd rows) vs student {label} (even rows)"] = path
     return write_report(results, profiles, out, grids, title)

@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 from .checkpoint import atomic_write
 from .data import to_uint8
+from .outputs import check_file_target, check_not_input
+
+PNG_SOFTWARE = "gandistill"
 
 
 def grid_array(img: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
@@ -34,8 +38,19 @@ def save_grid(img: torch.Tensor, path: str | os.PathLike, nrow: int | None = Non
     pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
     if scale > 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
+    info = PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)  # how sample() knows a grid it may replace
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG", pnginfo=info))
     return Path(path)
+
+
+def is_grid_png(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG that save_grid wrote (it carries gandistill's Software text chunk)."""
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and img.info.get("Software") == PNG_SOFTWARE
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def side_by_side(left: torch.Tensor, right: torch.Tensor, nrow: int = 8) -> torch.Tensor:
@@ -89,17 +104,22 @@ def _generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> t
 
 
 def sample(generator, num: int = 64, seed: int = 0, compare=None, interpolate: bool = False, nrow: int = 8,
-           out: str | os.PathLike | None = None, scale: int = 1) -> torch.Tensor:
+           out: str | os.PathLike | None = None, scale: int = 1, overwrite: bool = False) -> torch.Tensor:
     """Images [N, C, H, W] in [-1, 1], laid out for a grid of ``nrow`` columns; written as PNG to ``out`` if given.
 
     compare: a second generator (module or directory) drawn from the same z, its rows interleaved with the
     first's (row of ``generator``, row of ``compare``, ...). interpolate: ``num // nrow`` rows, each a
-    spherical interpolation between two latents in ``nrow`` steps.
+    spherical interpolation between two latents in ``nrow`` steps. overwrite: replace an ``out`` that is not a
+    grid gandistill wrote (never one inside the models it draws).
     """
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be a positive int, got {num!r}")
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    if out is not None:
+        check_not_input(out, {name: g for name, g in (("model", generator), ("--compare", compare))
+                              if isinstance(g, (str, os.PathLike))})
+        check_file_target(out, overwrite=overwrite, made_here=is_grid_png)
     first = _load_generator(generator)
     second = _load_generator(compare) if compare is not None else None
     if second is not None and second.z_dim != first.z_dim:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -26,7 +27,15 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_gan, load_state, save_gan, save_pretrained, save_state, weights_sha256
+from .checkpoint import (
+    atomic_write,
+    load_gan,
+    load_state,
+    save_gan,
+    save_pretrained,
+    save_state,
+    weights_sha256,
+)
 from .config import DistillConfig, TrainConfig
 from .data import BatchSampler, load_dataset
 from .losses import (
@@ -42,6 +51,7 @@ from .losses import (
     r1_penalty,
 )
 from .models import build_discriminator, build_generator
+from .outputs import OutputRefused, check_fresh_dir, check_no_links, check_not_input, open_append, run_lock
 from .samples import save_grid, side_by_side
 from .students import make_student
 
@@ -192,30 +202,32 @@ class _Log:
     def __init__(self, path: Path, enabled: bool, resume_step: int | None):
         self.path, self.enabled = path, enabled
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}  # per term: lazy R1 is added every r1_every steps, not every step
         self.count = 0
         self.t0 = time.perf_counter()
         if enabled and resume_step is not None and path.exists():
             # records written after the state we resume from would be duplicated: drop them
             keep = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in keep))
-        elif enabled and resume_step is None and path.exists():
-            path.unlink()
+            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(line + "\n" for line in keep)))
+        elif enabled and resume_step is None and (path.exists() or path.is_symlink()):
+            path.unlink()  # the link itself, never its target
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         for k, v in terms.items():
             v = v.detach().float()
             self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] = self.counts.get(k, 0) + 1
         self.count += 1
 
     def write(self, step: int, images: int, **extra) -> dict:
         elapsed = time.perf_counter() - self.t0
-        record = {"step": step, **{k: round(v.item() / max(self.count, 1), 6) for k, v in self.sums.items()},
+        record = {"step": step, **{k: round(v.item() / self.counts[k], 6) for k, v in self.sums.items()},
                   "img_per_s": round(images / max(elapsed, 1e-9), 2), **extra}
         if self.enabled:
-            with open(self.path, "a") as f:
+            with open_append(self.path) as f:  # O_NOFOLLOW: a link planted here is not written through
                 f.write(json.dumps(record) + "\n")
-        self.sums, self.count, self.t0 = {}, 0, time.perf_counter()
+        self.sums, self.counts, self.count, self.t0 = {}, {}, 0, time.perf_counter()
         return record
 
 
@@ -225,22 +237,49 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
-def _check_out(out: Path, resume: bool, rank: int) -> Path:
+def _check_out(out: Path, cfg, rank: int) -> Path:
+    """Check ``out`` against the output rules (gandistill/outputs.py) and take its lock for the run's life."""
+    resume, overwrite = cfg.resume, cfg.overwrite
+    check_not_input(out, {f"--{name.replace('_', '-')}": getattr(cfg, name, None)
+                          for name in ("teacher", "init_from", "classifier", "data_root")})
     state_path = out / "state.pt"
-    if resume and not state_path.exists():
+    if resume and not state_path.is_file():
         raise FileNotFoundError(f"{state_path}: nothing to resume (run without --resume to start)")
-    if resume and rank == 0:
-        for stale in out.glob(".state.pt.*.tmp"):  # torn by a crash mid-write; state.pt itself is whole
-            stale.unlink()
-    if not resume and state_path.exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if not os.access(out, os.W_OK):
             raise PermissionError(f"{out}: not writable")
+        _RUN_LOCKS[-1].enter_context(run_lock(out))  # before anything in out is read or written
+    check_no_links(out)
+    if not resume and state_path.exists() and not overwrite:
+        raise OutputRefused(f"{out} already holds a run; pass --resume to continue it, --overwrite to start it "
+                            f"over, or choose another --out")
+    if not resume:
+        check_fresh_dir(out, overwrite=overwrite)
+    if resume and rank == 0:
+        for stale in out.glob(".state.pt.*.tmp"):  # torn by a crash mid-write; state.pt itself is whole
+            stale.unlink()
     if dist.is_initialized():
         dist.barrier()  # every rank has checked before rank 0 writes the step-0 state
     return state_path
+
+
+# one ExitStack per train()/distill() call in progress: _check_out enters the run lock into it, and the call
+# closes it on any exit (the OS releases it on kill -9)
+_RUN_LOCKS: list[contextlib.ExitStack] = []
+
+
+def _holding_run_lock(run):
+    @functools.wraps(run)
+    def wrapper(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            _RUN_LOCKS.append(stack)
+            try:
+                return run(*args, **kwargs)
+            finally:
+                _RUN_LOCKS.pop()
+
+    return wrapper
 
 
 def _step_ok(loss: torch.Tensor) -> bool:
@@ -256,6 +295,7 @@ def _step_ok(loss: torch.Tensor) -> bool:
 
 # --- train(): a GAN from scratch -----------------------------------------------------------------------
 
+@_holding_run_lock
 def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     """Train a GAN from scratch; writes ``generator/`` (EMA), ``discriminator/``, state, log and samples."""
     cfg = _resolve_config(TrainConfig, config, overrides)
@@ -263,7 +303,7 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     # --- set up: devices, ranks, seeds, output ---
     rank, world, device = _setup_distributed(cfg.device)
     out = Path(cfg.out)
-    state_path = _check_out(out, cfg.resume, rank)
+    state_path = _check_out(out, cfg, rank)
     torch.manual_seed(cfg.seed * 1000 + rank)
     np.random.seed(cfg.seed * 1000 + rank)
     random.seed(cfg.seed * 1000 + rank)
@@ -452,6 +492,7 @@ def _recover(restore, state_path: Path, device: torch.device, base_lrs: dict, lr
 
 # --- distill(): teacher -> student -----------------------------------------------------------------------
 
+@_holding_run_lock
 def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResult:
     """Distill a ``width``-times narrower student from a frozen teacher; writes ``student/`` (EMA when enabled).
 
@@ -467,7 +508,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     # --- set up: devices, ranks, seeds, output ---
     rank, world, device = _setup_distributed(cfg.device)
     out = Path(cfg.out)
-    state_path = _check_out(out, cfg.resume, rank)
+    state_path = _check_out(out, cfg, rank)
     torch.manual_seed(cfg.seed * 1000 + rank)
     np.random.seed(cfg.seed * 1000 + rank)
     random.seed(cfg.seed * 1000 + rank)

@@ -10,13 +10,14 @@ mkdir -p "$OUT"
 for TEACHER in pretrained/dcgan-fmnist pretrained/stylegan2-fmnist; do
   [ -d "$TEACHER" ] || continue
   t=$(basename "$TEACHER")
-  "$G" sample "$TEACHER" --num 64 --seed "$SEED" --scale 2 --out "$OUT/${t}_seed$SEED.png"
-  "$G" sample "$TEACHER" --num 64 --seed "$SEED" --interpolate --scale 2 --out "$OUT/${t}_interpolation_seed$SEED.png"
+  "$G" sample "$TEACHER" --num 64 --seed "$SEED" --scale 2 --overwrite --out "$OUT/${t}_seed$SEED.png"
+  "$G" sample "$TEACHER" --num 64 --seed "$SEED" --interpolate --scale 2 --overwrite \
+    --out "$OUT/${t}_interpolation_seed$SEED.png"
   for student in "$TEACHER"-student-w*/; do
     [ -d "$student" ] || continue
     name=$(basename "$student")
-    "$G" sample "$student" --num 64 --seed "$SEED" --scale 2 --out "$OUT/${name}_seed$SEED.png"
-    "$G" sample "$TEACHER" --compare "$student" --num 32 --seed "$SEED" --scale 2 \
+    "$G" sample "$student" --num 64 --seed "$SEED" --scale 2 --overwrite --out "$OUT/${name}_seed$SEED.png"
+    "$G" sample "$TEACHER" --compare "$student" --num 32 --seed "$SEED" --scale 2 --overwrite \
       --out "$OUT/${t}_vs_${name#"$t"-}_seed$SEED.png"
   done
 done

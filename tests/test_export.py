@@ -198,8 +198,10 @@ def test_safetensors_export_replaces_a_model_directory_but_nothing_else(tmp_path
     assert from_pretrained(out).family == "stylegan2" and result.record["sha256"]
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not a model directory; refusing"):
+    with pytest.raises(ValueError, match="exists and is not an earlier export"):
         export(make("dcgan", 0.25), "safetensors", tmp_path / "notes")
+    with pytest.raises(ValueError, match="not a model directory; refusing"):  # not even with overwrite
+        export(make("dcgan", 0.25), "safetensors", tmp_path / "notes", overwrite=True)
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
 
 
