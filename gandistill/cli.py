@@ -152,16 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a narrower student from a teacher generator")
     add_config_flags(p, DistillConfig, choices={"data": [*datasets, "none"]})
 
-    p = sub.add_parser("import", help="convert a plain PyTorch state dict (.pt/.pth) of our families into a "
-                                      "model directory (loaded with weights_only=True)")
-    p.add_argument("path", help="the .pt/.pth file")
-    p.add_argument("--family", required=True, choices=("dcgan", "stylegan2"))
-    p.add_argument("--kind", default="generator", choices=("generator", "discriminator"))
+    from .importers import FORMATS as IMPORT_FORMATS
+
+    p = sub.add_parser("import", help="convert a generator trained elsewhere into a GAN directory (generator/, and "
+                                      "discriminator/ when the file has one); reads tensors only, runs no code")
+    p.add_argument("path", help="the checkpoint file (.pt/.pth/.safetensors, or an NVlabs .pkl)")
+    p.add_argument("--format", default="auto", choices=["auto", *IMPORT_FORMATS.names()],
+                   help="; ".join(f"{n}: {IMPORT_FORMATS.get(n).description}" for n in IMPORT_FORMATS)
+                   + " (default: %(default)s: detected from the file)")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--family", default=None, choices=("dcgan", "stylegan2"),
+                   help="instead of --format: a plain state dict of one of our own families, written as one "
+                        "model directory (config.json + model.safetensors)")
+    p.add_argument("--kind", default="generator", choices=("generator", "discriminator"),
+                   help="with --family: what the state dict holds (default: %(default)s)")
     p.add_argument("--config", default="{}", metavar="JSON",
-                   help='model config fields as JSON, e.g. \'{"base_channels": 64}\' (default: {})')
-    p.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
+                   help='with --family: model config fields as JSON, e.g. \'{"base_channels": 64}\' (default: {})')
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
-                   help="fail on any missing, unexpected or mis-shaped key (default: on)")
+                   help="with --family: fail on any missing, unexpected or mis-shaped key (default: on)")
 
     p = sub.add_parser("demo", help="the main job: distill the shipped teacher, evaluate both, profile, export, "
                                     "report")
@@ -292,15 +300,31 @@ def _cmd_distill(args) -> int:
 def _cmd_import(args) -> int:
     import json
 
-    from .checkpoint import import_state_dict, save_pretrained
+    from .checkpoint import import_state_dict, save_gan, save_pretrained, sha256_file
+    from .importers import import_checkpoint
 
+    check_output(args.out, directory=True)
+    if Path(args.out).is_dir() and any(Path(args.out).iterdir()):
+        raise UsageError(f"--out {args.out}: exists and is not empty; choose a new directory")
+    if args.family is None:
+        if args.config != "{}" or args.kind != "generator":
+            raise UsageError("--config and --kind go with --family (a state dict of our own families)")
+        imported = import_checkpoint(args.path, args.format)  # everything is checked before anything is written
+        with removed_if_failed(args.out):
+            save_gan(imported.generator, imported.discriminator, args.out,
+                     extra={"imported_from": str(args.path), "import_format": imported.format,
+                            "source_sha256": sha256_file(args.path)})
+        print(imported.report())
+        print(f"written {args.out}: generator/" + (" and discriminator/" if imported.discriminator else ""))
+        return 0
+    if args.format != "auto":
+        raise UsageError("--family imports a state dict of our own families; it does not go with --format")
     try:
         config = json.loads(args.config)
     except json.JSONDecodeError as e:
         raise UsageError(f"--config is not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise UsageError("--config must be a JSON object")
-    check_output(args.out, directory=True)
     model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)
     with removed_if_failed(args.out):
         save_pretrained(model, args.out, extra={"imported_from": str(args.path)})
