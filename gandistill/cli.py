@@ -379,6 +379,15 @@ def _add_evaluation_parsers(sub) -> None:
     p.add_argument("--out", default=None, help="append results: .jsonl one line per generator, else a JSON list")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="cache real-image features under the protocol's digest (default: %(default)s)")
+    p.add_argument("--reference", choices=("dataset", "teacher"), default="dataset",
+                   help="what FID/KID compare against: real images of --dataset, or teacher: samples of --teacher "
+                        "(default: the first DIR) from latents no evaluated generator sees, no dataset needed "
+                        "(default: %(default)s)")
+    p.set_defaults(extractor=None)
+    for action in p._actions:
+        if action.dest == "extractor":
+            action.help = action.help.replace("(default: %(default)s)", "(default: fmnist-cnn; with --reference "
+                                                                        "teacher and RGB generators: inception)")
 
     p = sub.add_parser("sample", help="a PNG grid of samples; --compare draws a second generator from the same z")
     p.add_argument("path", metavar="DIR", help="generator or GAN directory")
@@ -470,7 +479,8 @@ def _checked_eval_args(args) -> None:
     from .config import EvalConfig
 
     try:  # the dataclass validates: a bad value is a usage error (exit 2)
-        EvalConfig(dataset=args.dataset, split=args.split, metrics=tuple(args.metrics), extractor=args.extractor,
+        EvalConfig(dataset=args.dataset, split=args.split, metrics=tuple(args.metrics),
+                   extractor=args.extractor or EvalConfig.extractor,
                    num_samples=args.num_samples, seed=args.seed[0], device=args.device, batch_size=args.batch_size,
                    data_root=args.data_root, paired=args.paired)
         if any(not 0 <= s <= MAX_SEED for s in args.seed) or len(set(args.seed)) != len(args.seed):
@@ -504,7 +514,7 @@ def _cmd_eval(args) -> int:
                        extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
                        device=args.device, batch_size=args.batch_size, data_root=args.data_root,
                        extractor_weights=args.extractor_weights, paired=args.paired, teacher=args.teacher,
-                       out=args.out, cache=args.cache)
+                       out=args.out, cache=args.cache, reference=args.reference)
     print(f"protocol: {protocol_line(results[0]['protocol'])}")
     for r in results:
         parts = []
