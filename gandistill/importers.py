@@ -324,7 +324,7 @@ def _detect_rosinality(obj) -> str | None:
 
 def _convert_rosinality(obj, path: Path) -> Imported:
     g = obj["g_ema"]
-    size = 2 ** (2 + sum(1 for k in g if re.fullmatch(r"to_rgbs\.\d+\.bias", k)) + 1)
+    size = 2 ** (2 + sum(1 for k in g if re.fullmatch(r"to_rgbs\.\d+\.bias", k)))  # one ToRGB per doubling from 8
     style_dim = g["style.1.weight"].shape[0] if "style.1.weight" in g else "?"
     n_mlp = sum(1 for k in g if re.fullmatch(r"style\.\d+\.weight", k))
     raise ImportRefused(f"{path}: rosinality stylegan2-pytorch checkpoint (g_ema: {size} px, style_dim {style_dim}, "

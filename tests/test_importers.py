@@ -215,3 +215,163 @@ def test_cli_import_report_and_refusals(tmp_path, capsys):
     assert main(["import", str(tmp_path / "ckpt.pth"), "--out", str(out)]) == 2  # not empty: refused
     assert main(["import", str(tmp_path / "ckpt.pth"), "--config", "{}", "--kind", "discriminator",
                  "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("data", ["none", "image-folder"])
+def test_distill_a_generator_only_import_at_64px_rgb(tmp_path, capsys, data):
+    """The full-size tutorial generator (nz 100, ngf 64, 64x64 RGB), no netD: distill with the defaults."""
+    from PIL import Image
+
+    from gandistill.checkpoint import from_pretrained
+    from gandistill.cli import main
+
+    save_tutorial(tmp_path / "netG.pth", 64, 3, nz=100, ngf=64, with_d=False, wrap="bare")
+    assert main(["import", str(tmp_path / "netG.pth"), "--out", str(tmp_path / "teacher")]) == 0
+    flags = ["--data", data]
+    if data == "image-folder":
+        (tmp_path / "imgs").mkdir()
+        for i in range(6):
+            Image.new("RGB", (64, 64), (40 * i, 255 - 40 * i, 128)).save(tmp_path / "imgs" / f"{i}.png")
+        flags += ["--data-root", str(tmp_path / "imgs")]
+    capsys.readouterr()
+    assert main(["distill", "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "run"), "--width",
+                 "0.25", "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--log-every", "1",
+                 *flags]) == 0
+    assert "disc_feature and disc_kl are off" in capsys.readouterr().err
+    student = from_pretrained(tmp_path / "run" / "student")
+    assert student.config.base_channels == 64 and student.config.width == 0.25
+    assert not student.config.image_bias  # inherited from the imported teacher
+    assert student(torch.randn(2, 100)).shape == (2, 3, 64, 64)
+    assert from_pretrained(tmp_path / "run" / "discriminator", "discriminator").config.resolution == 64
+
+
+# --- StyleGAN checkpoints: recognised, read without running code, refused in one line -----------------------
+
+def test_rosinality_checkpoint_is_recognised_and_refused(tmp_path, capsys):
+    from gandistill.cli import main
+    from gandistill.importers import ImportRefused
+
+    g_ema = {"style.1.weight": torch.randn(64, 64), "style.2.weight": torch.randn(64, 64),
+             "input.input": torch.randn(1, 64, 4, 4), "conv1.conv.weight": torch.randn(1, 64, 64, 3, 3),
+             "to_rgb1.conv.weight": torch.randn(1, 3, 64, 1, 1)}
+    for i in range(4):  # 8, 16, 32, 64 px
+        g_ema[f"convs.{2 * i}.conv.weight"] = torch.randn(1, 64, 64, 3, 3)
+        g_ema[f"to_rgbs.{i}.bias"] = torch.zeros(1, 3, 1, 1)
+    torch.save({"g": g_ema, "d": {}, "g_ema": g_ema, "latent_avg": torch.zeros(64)}, tmp_path / "550000.pt")
+    with pytest.raises(ImportRefused, match=r"rosinality stylegan2-pytorch checkpoint \(g_ema: 64 px, style_dim 64, "
+                                            r"2 mapping layers\) recognised but not imported: .*bilinear"):
+        import_checkpoint(tmp_path / "550000.pt")
+    assert main(["import", str(tmp_path / "550000.pt"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "FIR" in err and not (tmp_path / "out").exists()
+
+
+MODULE_SRC = "open('PWNED_MARKER', 'w').write('module_src ran')\nclass Generator: pass\n"
+
+
+def _fake_nvlabs_modules(monkeypatch):
+    """Stand-ins for NVlabs' torch_utils.persistence and dnnlib, only so that pickle can name them when writing."""
+    import sys
+    import types
+
+    persistence = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):
+        raise AssertionError("the file's own reconstructor must never be called")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    dnnlib_util = types.ModuleType("dnnlib.util")
+
+    class EasyDict(dict):
+        pass
+
+    EasyDict.__module__, EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
+    dnnlib_util.EasyDict = EasyDict
+    for name, module in (("torch_utils", types.ModuleType("torch_utils")), ("torch_utils.persistence", persistence),
+                         ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", dnnlib_util)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return _reconstruct_persistent_obj, EasyDict
+
+
+def _persistent(reconstruct, class_name, state):
+    class Persistent:  # what @persistent_class's __reduce__ writes: the reconstructor and a meta dict
+        def __reduce__(self):
+            return (reconstruct, (dict(type="class", version=6, module_src=MODULE_SRC, class_name=class_name,
+                                       state=state),))
+
+    return Persistent()
+
+
+def test_nvlabs_pickle_is_read_without_running_code(tmp_path, monkeypatch, capsys):
+    import pickle
+    from collections import OrderedDict
+
+    from gandistill.cli import main
+    from gandistill.importers import ImportRefused, Placeholder, load_nvlabs_pickle, placeholder_tensors
+
+    monkeypatch.chdir(tmp_path)
+    reconstruct, EasyDict = _fake_nvlabs_modules(monkeypatch)
+    torch.manual_seed(0)
+    fc0 = _persistent(reconstruct, "FullyConnectedLayer", {
+        "training": False, "_parameters": OrderedDict(weight=nn.Parameter(torch.randn(8, 8)),
+                                                      bias=nn.Parameter(torch.randn(8))),
+        "_buffers": OrderedDict(), "_modules": OrderedDict(), "_non_persistent_buffers_set": set()})
+    mapping = _persistent(reconstruct, "MappingNetwork", {
+        "_parameters": OrderedDict(), "_buffers": OrderedDict(w_avg=torch.randn(8)), "_modules": OrderedDict(fc0=fc0)})
+    affine = nn.Linear(8, 4)  # a plain torch module inside: becomes a placeholder too
+    g_state = {"z_dim": 8, "w_dim": 8, "img_resolution": 64, "init_kwargs": EasyDict(z_dim=8),
+               "_parameters": OrderedDict(), "_buffers": OrderedDict(sizes=torch.tensor([4, 8])),
+               "_modules": OrderedDict(mapping=mapping, affine=affine)}
+    data = {"G": _persistent(reconstruct, "Generator", g_state), "G_ema": _persistent(reconstruct, "Generator", g_state),
+            "training_set_kwargs": EasyDict(resolution=64), "augment_pipe": None}
+    with open(tmp_path / "network-snapshot.pkl", "wb") as f:
+        pickle.dump(data, f)
+    monkeypatch.undo()  # the stand-ins are gone: loading must not need (or import) NVlabs' code
+    monkeypatch.chdir(tmp_path)
+
+    loaded = load_nvlabs_pickle(tmp_path / "network-snapshot.pkl")
+    assert isinstance(loaded["G_ema"], Placeholder) and loaded["G_ema"].class_name == "Generator"
+    tensors = placeholder_tensors(loaded["G_ema"])
+    assert sorted(tensors) == ["affine.bias", "affine.weight", "mapping.fc0.bias", "mapping.fc0.weight",
+                               "mapping.w_avg", "sizes"]
+    assert torch.equal(tensors["affine.weight"], affine.weight.detach())
+    assert torch.equal(tensors["mapping.fc0.weight"], fc0.__reduce__()[1][0]["state"]["_parameters"]["weight"])
+    assert loaded["training_set_kwargs"] == {"resolution": 64}
+    with pytest.raises(ImportRefused, match=r"NVlabs Generator pickle \(G_ema: 64 px, z_dim 8, w_dim 8, 6 tensors read "
+                                            r"without running its code\) recognised but not imported"):
+        import_checkpoint(tmp_path / "network-snapshot.pkl")
+    assert main(["import", str(tmp_path / "network-snapshot.pkl"), "--out", str(tmp_path / "out")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "PWNED_MARKER").exists()  # module_src was never executed
+
+
+class _System:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED_MARKER",))
+
+
+class _Exec:
+    def __reduce__(self):
+        return (exec, ("open('PWNED_MARKER', 'w').write('x')",))
+
+
+@pytest.mark.parametrize("evil", [_System, _Exec])
+def test_malicious_pickles_run_nothing(tmp_path, monkeypatch, evil):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    reconstruct, _ = _fake_nvlabs_modules(monkeypatch)
+    nested = _persistent(reconstruct, "Generator", {"_parameters": {}, "_modules": {}, "payload": evil()})
+    for name, obj in (("top.pkl", {"G_ema": evil()}), ("nested.pkl", {"G_ema": nested})):
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump(obj, f)
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    for name in ("top.pkl", "nested.pkl"):
+        with pytest.raises(ValueError, match=r"unsafe pickle \(refused to load (posix\.system|builtins\.exec)"):
+            import_checkpoint(tmp_path / name)
+    assert not (tmp_path / "PWNED_MARKER").exists()
