@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from .checkpoint import from_pretrained, import_state_dict, load_gan, save_gan, save_pretrained  # noqa: E402
 from .demo import demo  # noqa: E402
 from .export import export  # noqa: E402
+from .importers import import_checkpoint  # noqa: E402
 from .metrics import evaluate  # noqa: E402
 from .models import build_discriminator, build_generator, for_inference  # noqa: E402
 from .profile import profile  # noqa: E402
@@ -18,5 +19,5 @@ from .students import make_student  # noqa: E402
 from .train import distill, train  # noqa: E402
 
 __all__ = ["__version__", "build_generator", "build_discriminator", "make_student", "save_pretrained",
-           "from_pretrained", "save_gan", "load_gan", "import_state_dict", "train", "distill", "evaluate",
+           "from_pretrained", "save_gan", "load_gan", "import_state_dict", "import_checkpoint", "train", "distill", "evaluate",
            "profile", "export", "sample", "make_report", "write_report", "demo", "for_inference"]

@@ -92,12 +92,13 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, extra: dict 
     return directory
 
 
-def save_gan(generator: nn.Module, discriminator: nn.Module | None, directory: str | os.PathLike) -> Path:
+def save_gan(generator: nn.Module, discriminator: nn.Module | None, directory: str | os.PathLike,
+             extra: dict | None = None) -> Path:
     """A GAN directory: ``generator/`` and, when given, ``discriminator/``."""
     directory = Path(directory)
-    save_pretrained(generator, directory / "generator")
+    save_pretrained(generator, directory / "generator", extra)
     if discriminator is not None:
-        save_pretrained(discriminator, directory / "discriminator")
+        save_pretrained(discriminator, directory / "discriminator", extra)
     return directory
 
 

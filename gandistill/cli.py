@@ -160,16 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a narrower student from a teacher generator")
     add_config_flags(p, DistillConfig, choices={"data": [*datasets, "none"]})
 
-    p = sub.add_parser("import", help="convert a plain PyTorch state dict (.pt/.pth) of our families into a "
-                                      "model directory (loaded with weights_only=True)")
-    p.add_argument("path", help="the .pt/.pth file")
-    p.add_argument("--family", required=True, choices=("dcgan", "stylegan2"))
-    p.add_argument("--kind", default="generator", choices=("generator", "discriminator"))
+    from .importers import FORMATS as IMPORT_FORMATS
+
+    p = sub.add_parser("import", help="convert a generator trained elsewhere into a GAN directory (generator/, and "
+                                      "discriminator/ when the file has one); reads tensors only, runs no code")
+    p.add_argument("path", help="the checkpoint file (.pt/.pth/.safetensors, or an NVlabs .pkl)")
+    p.add_argument("--format", default="auto", choices=["auto", *IMPORT_FORMATS.names()],
+                   help="; ".join(f"{n}: {IMPORT_FORMATS.get(n).description}" for n in IMPORT_FORMATS)
+                   + " (default: %(default)s: detected from the file)")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--family", default=None, choices=("dcgan", "stylegan2"),
+                   help="instead of --format: a plain state dict of one of our own families, written as one "
+                        "model directory (config.json + model.safetensors)")
+    p.add_argument("--kind", default="generator", choices=("generator", "discriminator"),
+                   help="with --family: what the state dict holds (default: %(default)s)")
     p.add_argument("--config", default="{}", metavar="JSON",
-                   help='model config fields as JSON, e.g. \'{"base_channels": 64}\' (default: {})')
-    p.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
+                   help='with --family: model config fields as JSON, e.g. \'{"base_channels": 64}\' (default: {})')
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
-                   help="fail on any missing, unexpected or mis-shaped key (default: on)")
+                   help="with --family: fail on any missing, unexpected or mis-shaped key (default: on)")
     p.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files")
 
     p = sub.add_parser("demo", help="the main job: distill the shipped teacher, evaluate both, profile, export, "
@@ -303,15 +311,31 @@ def _cmd_distill(args) -> int:
 def _cmd_import(args) -> int:
     import json
 
-    from .checkpoint import import_state_dict, save_pretrained
+    from .checkpoint import import_state_dict, save_gan, save_pretrained, sha256_file
+    from .importers import import_checkpoint
 
+    check_output(args.out, directory=True)
+    if args.family is None:
+        if args.config != "{}" or args.kind != "generator":
+            raise UsageError("--config and --kind go with --family (a state dict of our own families)")
+        imported = import_checkpoint(args.path, args.format)  # everything is checked before anything is written
+        check_not_input(args.out, {"path": args.path})
+        check_fresh_dir(args.out, overwrite=args.overwrite)
+        with removed_if_failed(args.out):
+            save_gan(imported.generator, imported.discriminator, args.out,
+                     extra={"imported_from": str(args.path), "import_format": imported.format,
+                            "source_sha256": sha256_file(args.path)})
+        print(imported.report())
+        print(f"written {args.out}: generator/" + (" and discriminator/" if imported.discriminator else ""))
+        return 0
+    if args.format != "auto":
+        raise UsageError("--family imports a state dict of our own families; it does not go with --format")
     try:
         config = json.loads(args.config)
     except json.JSONDecodeError as e:
         raise UsageError(f"--config is not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise UsageError("--config must be a JSON object")
-    check_output(args.out, directory=True)
     model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)  # reads only
     check_not_input(args.out, {"path": args.path})
     check_fresh_dir(args.out, overwrite=args.overwrite)
@@ -368,6 +392,15 @@ def _add_evaluation_parsers(sub) -> None:
     p.add_argument("--out", default=None, help="append results: .jsonl one line per generator, else a JSON list")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="cache real-image features under the protocol's digest (default: %(default)s)")
+    p.add_argument("--reference", choices=("dataset", "teacher"), default="dataset",
+                   help="what FID/KID compare against: real images of --dataset, or teacher: samples of --teacher "
+                        "(default: the first DIR) from latents no evaluated generator sees, no dataset needed "
+                        "(default: %(default)s)")
+    p.set_defaults(extractor=None)
+    for action in p._actions:
+        if action.dest == "extractor":
+            action.help = action.help.replace("(default: %(default)s)", "(default: fmnist-cnn; with --reference "
+                                                                        "teacher and RGB generators: inception)")
 
     p = sub.add_parser("sample", help="a PNG grid of samples; --compare draws a second generator from the same z")
     p.add_argument("path", metavar="DIR", help="generator or GAN directory")
@@ -461,7 +494,8 @@ def _checked_eval_args(args) -> None:
     from .config import EvalConfig
 
     try:  # the dataclass validates: a bad value is a usage error (exit 2)
-        EvalConfig(dataset=args.dataset, split=args.split, metrics=tuple(args.metrics), extractor=args.extractor,
+        EvalConfig(dataset=args.dataset, split=args.split, metrics=tuple(args.metrics),
+                   extractor=args.extractor or EvalConfig.extractor,
                    num_samples=args.num_samples, seed=args.seed[0], device=args.device, batch_size=args.batch_size,
                    data_root=args.data_root, paired=args.paired)
         if any(not 0 <= s <= MAX_SEED for s in args.seed) or len(set(args.seed)) != len(args.seed):
@@ -497,7 +531,7 @@ def _cmd_eval(args) -> int:
                        extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
                        device=args.device, batch_size=args.batch_size, data_root=args.data_root,
                        extractor_weights=args.extractor_weights, paired=args.paired, teacher=args.teacher,
-                       out=args.out, cache=args.cache)
+                       out=args.out, cache=args.cache, reference=args.reference)
     print(f"protocol: {protocol_line(results[0]['protocol'])}")
     for r in results:
         parts = []

@@ -163,10 +163,15 @@ class DCGANConfig(ConfigMixin):
     base_channels: int = 64
     width: float = 1.0
     spectral_norm: bool = True  # discriminator only
+    # generator only: a bias on the image layer (the PyTorch DCGAN example's generator has none)
+    image_bias: bool = True
+    # discriminator only: batch norm after every strided convolution but the first, and no convolution biases
+    # (the PyTorch DCGAN example's discriminator)
+    disc_batch_norm: bool = False
 
     def __post_init__(self):
         _check_types(self, int, ("resolution", "channels", "z_dim", "base_channels"))
-        _check_type(self, "spectral_norm", bool)
+        _check_types(self, bool, ("spectral_norm", "image_bias", "disc_batch_norm"))
         _check_choice(self, "resolution", (32, 64))
         _check_choice(self, "channels", (1, 3))
         _check_range(self, ("z_dim", "base_channels"), 1)

@@ -33,7 +33,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, atomic_write, from_pretrained, sha256_file
+from .checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_write,
+    from_pretrained,
+    read_config,
+    resolve_model_dir,
+    sha256_file,
+)
 from .config import EvalConfig
 from .data import load_dataset, to_uint8
 from .models import for_inference, kind_of
@@ -656,20 +664,22 @@ def _paired_record(num: int, seed: int, psnr: list, ssim: list, dist: list) -> d
 
 def _scores(fake: dict[str, torch.Tensor], real_feats: torch.Tensor | None, real_stats: dict | None,
             wanted: Sequence[str], spec: Extractor, num_samples: int, seed: int,
-            kid_memo: dict | None = None) -> tuple[dict, dict, int]:
+            kid_memo: dict | None = None, reference: str = "dataset") -> tuple[dict, dict, int]:
     """({metric key: value}, {metric key: spread within the run}, KID subset size) by torch-fidelity's formulas.
 
-    kid_memo: a dict kept with ``real_feats`` across generators (see `kid`).
+    kid_memo: a dict kept with ``real_feats`` across generators (see `kid`). reference: "teacher" names FID/KID
+    ``fid2k[inception,vs-teacher]``: a score against a teacher's samples is not one against real images.
     """
     tf = fidelity()
     values, spread, subset = {}, {}, 0
     layer = spec.layer("fid")
+    label = spec.name if reference == "dataset" else f"{spec.name},vs-{reference}"
     if "fid" in wanted:
         fid = tf.fid_from_statistics(tf.fid_statistics(fake[layer]), real_stats, False)
-        values[metric_key("fid", num_samples, spec.name)] = fid[tf.KEY_FID]
+        values[metric_key("fid", num_samples, label)] = fid[tf.KEY_FID]
     if "kid" in wanted:
         subset = min(1000, num_samples, real_feats.shape[0])
-        key = metric_key("kid", num_samples, spec.name)
+        key = metric_key("kid", num_samples, label)
         values[key], spread[key] = kid(fake[layer], real_feats, subset, seed, memo=kid_memo)
     if "is" in wanted:
         isc = tf.isc(fake[spec.layer("isc")], splits=min(10, num_samples), shuffle=True, rng_seed=seed)
@@ -772,22 +782,43 @@ def _check_fits_in_memory(num_samples: int) -> None:
                          f"half of this machine's {memory / 2**30:,.0f} GiB; use at most {most:,} samples")
 
 
+REFERENCES = ("dataset", "teacher")
+
+
+def default_extractor(reference: str, channels: int) -> str:
+    """The extractor when none is named: Inception for RGB against a teacher's samples (the usual FID features
+    for images of any kind), else the project's default."""
+    return "inception" if reference == "teacher" and channels == 3 else EvalConfig.extractor
+
+
 def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalConfig.split,
-             metrics: Sequence[str] = EvalConfig.metrics, extractor: str = EvalConfig.extractor,
+             metrics: Sequence[str] = EvalConfig.metrics, extractor: str | None = None,
              num_samples: int = EvalConfig.num_samples, seed: int | Sequence[int] = EvalConfig.seed,
              device: str = EvalConfig.device, batch_size: int = EvalConfig.batch_size,
              data_root: str | os.PathLike | None = EvalConfig.data_root, *,
              extractor_weights: str | os.PathLike | None = None, paired: int = EvalConfig.paired,
              teacher=None, names: Sequence[str] | None = None, out: str | os.PathLike | None = None,
-             cache: bool = True, verbose: bool = False) -> list[dict]:
+             cache: bool = True, verbose: bool = False, reference: str = "dataset") -> list[dict]:
     """FID/KID/IS of each generator under one protocol, plus PSNR/SSIM/feature distance of students vs teacher.
 
     generators: modules or model directories. seed: one seed or several (then mean and std across seeds).
     teacher: a module or directory to pair every generator with; by default a student is paired with the
     evaluated generator its lineage names as teacher. out: ``.jsonl`` appends one line per generator,
     any other name a JSON list (appended to when the file exists). Returns one record per generator.
+    reference: "dataset" (real images of ``dataset``/``split``) or "teacher": no dataset needed, the reference
+    images are ``num_samples`` samples of ``teacher`` (default: the first generator) drawn at seed
+    max(seeds) + 1, apart from every evaluated latent. extractor: None picks `default_extractor`.
     """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be dataset or teacher, got {reference!r}")
     seeds = _seeds(seed)
+    if extractor is None:
+        first_model = generators[0] if isinstance(generators, (list, tuple)) and generators else generators
+        if reference == "teacher" and teacher is not None:
+            first_model = teacher
+        channels = (first_model.config.channels if isinstance(first_model, nn.Module)
+                    else read_config(resolve_model_dir(first_model))["config_obj"].channels)
+        extractor = default_extractor(reference, channels)
     cfg = EvalConfig(dataset=dataset, split=split, metrics=tuple(metrics), extractor=extractor,
                      num_samples=num_samples, seed=seeds[0], device=device, batch_size=batch_size,
                      data_root=None if data_root is None else str(data_root), paired=paired)
@@ -798,6 +829,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
     teacher_model = None
     if teacher is not None:
         teacher_model = from_pretrained(teacher, "generator") if isinstance(teacher, (str, os.PathLike)) else teacher
+    reference_model = (teacher_model if teacher_model is not None else models[0]) if reference == "teacher" else None
     spec, weights = resolve_extractor(cfg.extractor, extractor_weights)
     tf = fidelity()
 
@@ -820,8 +852,31 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
     protocol = {"dataset": cfg.dataset, "split": cfg.split, "num_samples": cfg.num_samples,
                 "extractor": cfg.extractor, "weights_sha256": weights.sha256, "weights_source": weights.source,
                 "seeds": seeds, "latents": "numpy RandomState(seed).randn(num_samples, z_dim)",
-                "torch_fidelity": tf.version}
+                "torch_fidelity": tf.version, "reference": reference}
     reals: dict[tuple[int, int], tuple] = {}
+    if reference_model is not None and {"fid", "kid"} & set(wanted):
+        # --- reference: the teacher's own samples, from latents no evaluated generator sees ---
+        reference_label = _teacher_label(teacher if teacher is not None else reference_model, models, labels)
+        reference_seed = max(seeds) + 1
+        ref_res, ref_ch = reference_model.config.resolution, reference_model.config.channels
+        for model, label in zip(models, labels, strict=True):
+            if (model.config.resolution, model.config.channels) != (ref_res, ref_ch):
+                raise ValueError(f"{label} draws {model.config.resolution} px, {model.config.channels} channel(s); "
+                                 f"the reference teacher {reference_label} draws {ref_res} px, {ref_ch}")
+        device_before = next(reference_model.parameters()).device
+        was_training = reference_model.training
+        try:
+            served = for_inference(reference_model.to(cfg.device).eval())
+            wrapped = tf.GenerativeModelModuleWrapper(ToUint8RGB(served), reference_model.z_dim, "normal", 0)
+            ref_feats = tf.features_from_generator(wrapped, extractor_obj, cfg.num_samples, cfg.batch_size, cuda,
+                                                   reference_seed, verbose)[feat_layer]
+        finally:
+            reference_model.train(was_training).to(device_before)
+        reals[(ref_res, ref_ch)] = (ref_feats, tf.fid_statistics(ref_feats), None, cfg.num_samples, {})
+        protocol.update(dataset=f"teacher:{reference_label}", split=f"seed{reference_seed}",
+                        reference_seed=reference_seed)
+        notes.append(f"reference: {cfg.num_samples} samples of the teacher {reference_label} at seed "
+                     f"{reference_seed}; the teacher's own score against them is the floor of this protocol")
     records = []
     # paired fidelity runs on the first `paired` latents of seeds[0], which the FID pass has just drawn: keep
     # those images and features instead of generating and extracting them again. Only when the pass's batches
@@ -854,7 +909,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                 if to_rgb.keep:
                     first[index] = (torch.cat(to_rgb.kept), fake[feat_layer][:reuse])
                 values, spread_s, subset = _scores(fake, real_feats, real_stats, wanted, spec, cfg.num_samples, s,
-                                                   kid_memo)
+                                                   kid_memo, reference)
                 spread.update(spread_s)
                 if subset:
                     protocol["kid_subset_size"] = subset

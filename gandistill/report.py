@@ -84,8 +84,9 @@ def _check_protocol(results: list[dict]) -> dict:
 
 def protocol_line(protocol: dict) -> str:
     seeds = protocol["seeds"]
+    real = "reference" if protocol.get("reference") == "teacher" else "real"
     return (f"{protocol['dataset']}/{protocol['split']}: {protocol['num_samples']} generated vs "
-            f"{protocol.get('num_real', '?')} real images at {protocol.get('resolution', '?')}px; extractor "
+            f"{protocol.get('num_real', '?')} {real} images at {protocol.get('resolution', '?')}px; extractor "
             f"{protocol['extractor']} (weights sha256 {protocol['weights_sha256'][:12]}..., "
             f"{protocol.get('weights_source', '')}); seed{'s' if len(seeds) > 1 else ''} "
             f"{', '.join(map(str, seeds))}" + (" (mean ± std across seeds)" if len(seeds) > 1 else "")

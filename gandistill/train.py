@@ -529,11 +529,15 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     student_ema = copy.deepcopy(student).eval().requires_grad_(False) if cfg.ema else None
 
     # --- discriminators: a frozen one for disc_feature / disc_kl, a trained one for the adversarial term ---
+    if teacher_d is None and (cfg.disc_feature > 0 or cfg.disc_kl > 0):
+        # most published checkpoints hold the generator only: run without the terms that need its discriminator
+        # (the config saved with the state and the student records them as 0) rather than stop
+        if rank == 0:
+            print(f"note: {cfg.teacher} has no discriminator/: disc_feature and disc_kl are off"
+                  + ("; the adversarial term trains a fresh discriminator" if cfg.adversarial > 0 else ""),
+                  file=sys.stderr)
+        cfg = cfg.replace(disc_feature=0.0, disc_kl=0.0)
     need_d_kd = cfg.disc_feature > 0 or cfg.disc_kl > 0
-    if teacher_d is None and (need_d_kd or cfg.adversarial > 0):
-        if need_d_kd:
-            raise ValueError(f"{cfg.teacher} has no discriminator/; disc_feature and disc_kl need the teacher's "
-                             "discriminator (pass a GAN directory, or set --disc-feature 0 --disc-kl 0)")
     D_kd = teacher_d.eval().requires_grad_(False) if teacher_d is not None else None
     D = None
     if cfg.adversarial > 0:

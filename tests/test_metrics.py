@@ -450,3 +450,63 @@ def test_psnr_ssim_are_scikit_image_s_image_by_image(channels, size):
     assert ssim[11] == 1.0 and 0.0 < ssim[10] < 1.0 and ssim[0] > ssim[6]
     with pytest.raises(ValueError, match="at least 7x7"):
         M._psnr_ssim(teacher[:, :, :6, :6], teacher[:, :, :6, :6], gray, [], [])
+
+
+def test_reference_teacher_scores_against_the_teachers_own_samples(tmp_path, tiny_cls, cache, monkeypatch, capsys):
+    """--reference teacher: no dataset is read; the reference is the teacher's images from unseen latents."""
+    def no_data(*args, **kwargs):
+        raise AssertionError("no dataset may be read with reference='teacher'")
+
+    monkeypatch.setattr(M, "load_dataset", no_data)
+    teacher = varied_generator()
+    student = make_student(teacher, 0.5)
+    results = M.evaluate([teacher, student], reference="teacher", metrics=("fid", "kid"), num_samples=200, seed=3,
+                         batch_size=100, extractor="fmnist-cnn", extractor_weights=tiny_cls, paired=50,
+                         names=["t", "s"])
+    key = "fid200[fmnist-cnn,vs-teacher]"
+    assert set(results[1]["metrics"]) == {key, "kid200[fmnist-cnn,vs-teacher]"}
+    protocol = results[0]["protocol"]
+    assert (protocol["dataset"], protocol["reference_seed"], protocol["num_real"]) == ("teacher:t", 4, 200)
+
+    # independently: teacher images at seed 4 as the reference, the student's at seed 3, scipy's Fréchet distance
+    spec, weights = M.resolve_extractor("fmnist-cnn", tiny_cls)
+    ext = M.make_extractor("fmnist-cnn", weights, ["feat"])
+    with torch.no_grad():
+        ref = M.extract_features(M.ToUint8RGB(teacher.eval())(M.latents(200, teacher.z_dim, 4)), ext)["feat"]
+        fake = M.extract_features(M.ToUint8RGB(student.eval())(M.latents(200, teacher.z_dim, 3)), ext)["feat"]
+    assert results[1]["metrics"][key] == pytest.approx(_scipy_fid(fake.numpy(), ref.numpy()), rel=1e-4)
+    assert results[0]["metrics"][key] < results[1]["metrics"][key]  # the teacher's own score is the floor
+    assert results[1]["paired"]["teacher"] == "t" and results[1]["paired"]["num"] == 50
+    assert any("floor of this protocol" in n for n in results[0]["notes"])
+
+    # the CLI, with the teacher named explicitly and only the student evaluated
+    from gandistill.checkpoint import save_pretrained
+    from gandistill.cli import main
+
+    save_pretrained(teacher, tmp_path / "t")
+    save_pretrained(student, tmp_path / "s")
+    assert main(["eval", str(tmp_path / "s"), "--teacher", str(tmp_path / "t"), "--reference", "teacher",
+                 "--extractor", "fmnist-cnn", "--extractor-weights", str(tiny_cls), "--num-samples", "200",
+                 "--seed", "3", "--metrics", "fid,kid", "--paired", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"teacher:{tmp_path / 't'}/seed4: 200 generated vs 200 reference images" in out
+    assert f"fid200[fmnist-cnn,vs-teacher] {results[1]['metrics'][key]:.4g}" in out and "vs teacher" in out
+
+
+def test_reference_teacher_defaults_to_inception_for_rgb(monkeypatch):
+    asked = []
+
+    def resolve(name, weights=None):
+        asked.append(name)
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(M, "resolve_extractor", resolve)
+    for channels, expected in ((3, "inception"), (1, "fmnist-cnn")):
+        with pytest.raises(FileNotFoundError):
+            M.evaluate([tiny_generator("dcgan", channels=channels)], reference="teacher", num_samples=10)
+        assert asked[-1] == expected
+    with pytest.raises(FileNotFoundError):
+        M.evaluate([tiny_generator("dcgan", channels=3)], num_samples=10)  # dataset reference: as before
+    assert asked[-1] == "fmnist-cnn"
+    with pytest.raises(ValueError, match="reference must be dataset or teacher"):
+        M.evaluate([tiny_generator("dcgan")], reference="imagenet")

@@ -160,13 +160,20 @@ def test_non_finite_steps_are_skipped_and_recovered(tmp_path, monkeypatch):
     assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(DistillConfig().g_lr * 0.5)
 
 
-def test_distill_without_teacher_discriminator(tmp_path):
+def test_distill_without_teacher_discriminator(tmp_path, capsys):
+    """A generator-only teacher: disc_feature/disc_kl go off with a one-line note, a fresh D is trained."""
     save_gan(tiny_generator("dcgan"), None, tmp_path / "gonly")
-    with pytest.raises(ValueError, match="no discriminator/"):
-        distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "d"), steps=2, **FAST)
-    result = distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "d2"), steps=2, disc_feature=0.0,
-                     disc_kl=0.0, **FAST)
-    assert result.discriminator is not None  # a fresh one for the adversarial term
+    result = distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "d"), steps=2, **FAST)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {tmp_path / 'gonly'} has no discriminator/: disc_feature and disc_kl are off; the "
+                     f"adversarial term trains a fresh discriminator"]
+    assert result.discriminator is not None and result.discriminator.config.spectral_norm  # our default D
+    saved = json.loads((tmp_path / "d" / "student" / "config.json").read_text())["extra"]["distill"]
+    assert saved["disc_feature"] == 0.0 and saved["disc_kl"] == 0.0  # what ran, recorded honestly
+    records = [json.loads(line) for line in (tmp_path / "d" / "log.jsonl").read_text().splitlines()]
+    assert "adversarial" in records[-1] and "disc_kl" not in records[-1]
+    resumed = distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "d"), steps=3, resume=True, **FAST)
+    assert resumed.step == 3
 
 
 @pytest.mark.parametrize("bad,field", [

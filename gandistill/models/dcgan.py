@@ -47,7 +47,7 @@ class DCGANGenerator(nn.Module):
             blocks.append(_GBlock(prev, channels[res], first=i == 0))
             prev = channels[res]
         self.blocks = nn.ModuleList(blocks)
-        self.to_img = nn.ConvTranspose2d(prev, config.channels, 4, 2, 1)
+        self.to_img = nn.ConvTranspose2d(prev, config.channels, 4, 2, 1, bias=config.image_bias)
         self.taps = tuple(f"b{r}" for r in self.resolutions) + (f"rgb{config.resolution}",)
         # the hidden taps the feature loss matches by default; the pre-tanh output is left out because its
         # magnitude grows as the teacher trains (mean square 24 at step 4750, 105 at step 10000)
@@ -141,7 +141,11 @@ def _frozen(t: torch.Tensor) -> nn.Parameter:
 
 
 class DCGANDiscriminator(nn.Module):
-    """img [N, C, R, R] -> logits [N]; taps ``d<res>`` after each strided convolution."""
+    """img [N, C, R, R] -> logits [N]; taps ``d<res>`` after each strided convolution (and its batch norm).
+
+    ``disc_batch_norm`` gives the PyTorch DCGAN example's layout: batch norm after every strided convolution
+    but the first, no convolution biases; its sigmoid is left out (logits, as for every discriminator here).
+    """
 
     family = "dcgan"
 
@@ -150,14 +154,19 @@ class DCGANDiscriminator(nn.Module):
         self.config = config
         channels = _hidden_channels(config)
         sn = spectral_norm if config.spectral_norm else (lambda m: m)
-        convs, prev, self.tap_resolutions = [], config.channels, []
+        bias = not config.disc_batch_norm
+        convs, norms, prev, self.tap_resolutions = [], [], config.channels, []
         res = config.resolution
-        for r in sorted(channels, reverse=True):  # 16, 8, 4 for 32x32 input
-            convs.append(sn(nn.Conv2d(prev, channels[r], 4, 2, 1)))
+        for i, r in enumerate(sorted(channels, reverse=True)):  # 16, 8, 4 for 32x32 input
+            convs.append(sn(nn.Conv2d(prev, channels[r], 4, 2, 1, bias=bias)))
+            if config.disc_batch_norm and i > 0:
+                norms.append(nn.BatchNorm2d(channels[r]))
             prev, res = channels[r], res // 2
             self.tap_resolutions.append(res)
         self.convs = nn.ModuleList(convs)
-        self.out = sn(nn.Conv2d(prev, 1, 4, 1, 0))
+        if norms:  # only then: the default layout's state dict keeps its keys
+            self.norms = nn.ModuleList(norms)
+        self.out = sn(nn.Conv2d(prev, 1, 4, 1, 0, bias=bias))
         self.taps = tuple(f"d{r}" for r in self.tap_resolutions)
         self.lineage: dict | None = None
         self.apply(_dcgan_init)
@@ -165,8 +174,10 @@ class DCGANDiscriminator(nn.Module):
     def forward_features(self, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = {}
         x = img
-        for res, conv in zip(self.tap_resolutions, self.convs, strict=False):
-            x = F.leaky_relu(conv(x), 0.2)
+        norms = [None] + list(getattr(self, "norms", [])) if self.config.disc_batch_norm else [None] * len(self.convs)
+        for res, conv, norm in zip(self.tap_resolutions, self.convs, norms, strict=True):
+            x = conv(x)
+            x = F.leaky_relu(norm(x) if norm is not None else x, 0.2)
             feats[f"d{res}"] = x
         return self.out(x).flatten(), feats  # [N]
 
