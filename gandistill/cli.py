@@ -384,7 +384,8 @@ def _add_evaluation_parsers(sub) -> None:
             action.help = "labelled dataset to train on (default: %(default)s)"
 
     p = sub.add_parser("eval", help="FID/KID/IS of generators under one protocol, PSNR/SSIM of students vs teacher")
-    p.add_argument("paths", nargs="+", metavar="DIR", help="generator or GAN directories")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="generator or GAN directories, or exported .onnx files "
+                                                           "(run by onnxruntime on the CPU, float or --quantize int8)")
     _add_eval_flags(p)
     p.add_argument("--teacher", default=None, metavar="DIR",
                    help="pair every generator with this teacher (default: the evaluated teacher a student's "
