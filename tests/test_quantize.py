@@ -9,7 +9,7 @@ from gandistill.cli import build_parser, main
 from gandistill.export import QUANTIZATIONS, ExportError, export, read_metadata
 from gandistill.quantize import image_layer_nodes
 
-from .test_export import make
+from .test_export import SCRIPT, make, no_torch  # noqa: F401 - no_torch is a fixture
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,24 @@ def test_image_layer_is_the_last_weighted_node_and_after():
          node("ConvTranspose", ["b", "k"], ["c"], name="rgb"), node("Tanh", ["c"], ["img"], name="t")],
         "g", [], [])
     assert image_layer_nodes(onnx.helper.make_model(graph)) == ["rgb", "t"]
+
+
+def test_sample_onnx_script_draws_the_int8_export_without_torch(pair, tmp_path, no_torch):  # noqa: F811
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    _, float_result, int8_result = pair
+    grids = {}
+    for name, result in (("float", float_result), ("int8", int8_result)):
+        out = tmp_path / f"{name}.png"
+        proc = subprocess.run([sys.executable, str(SCRIPT), str(result.path), "--num", "8", "--seed", "3",
+                               "--out", str(out)], capture_output=True, text=True, env=no_torch, cwd=tmp_path,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "8 images of 32x32x1" in proc.stdout
+        grids[name] = np.asarray(Image.open(out)).astype(np.float64)
+    # the same z: the int8 grid is the float grid within the export's quality bound
+    mse = np.square(grids["int8"] - grids["float"]).mean()
+    assert 0 < mse and 10 * np.log10(255.0 ** 2 / mse) >= 30.0
