@@ -126,3 +126,22 @@ def test_sample_onnx_script_draws_the_int8_export_without_torch(pair, tmp_path, 
     # the same z: the int8 grid is the float grid within the export's quality bound
     mse = np.square(grids["int8"] - grids["float"]).mean()
     assert 0 < mse and 10 * np.log10(255.0 ** 2 / mse) >= 30.0
+
+
+def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
+    import subprocess
+    import sys
+
+    _, float_result, int8_result = pair
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "bench_int8.py"), str(float_result.path),
+                           str(int8_result.path), "--threads", "1", "--batch-sizes", "1", "4", "--rounds", "2",
+                           "--seconds", "0.05", "--ops", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| int8 / float |" in proc.stdout and "img/s batch 4" in proc.stdout
+    result = json.loads(out.read_text())
+    assert set(result["img_s"]) == {"1", "4"} and all(v > 0 for r in result["img_s"].values() for v in r.values())
+    assert result["files"]["int8"]["bytes"] == int8_result.path.stat().st_size
+    assert result["files"]["int8"]["macs"] == result["files"]["float"]["macs"] > 0
+    assert "ConvTranspose" in result["op_us"]["float"] and "QuantizeLinear" in result["op_us"]["int8"]
