@@ -384,7 +384,8 @@ def _add_evaluation_parsers(sub) -> None:
             action.help = "labelled dataset to train on (default: %(default)s)"
 
     p = sub.add_parser("eval", help="FID/KID/IS of generators under one protocol, PSNR/SSIM of students vs teacher")
-    p.add_argument("paths", nargs="+", metavar="DIR", help="generator or GAN directories")
+    p.add_argument("paths", nargs="+", metavar="DIR", help="generator or GAN directories, or exported .onnx files "
+                                                           "(run by onnxruntime on the CPU, float or --quantize int8)")
     _add_eval_flags(p)
     p.add_argument("--teacher", default=None, metavar="DIR",
                    help="pair every generator with this teacher (default: the evaluated teacher a student's "
@@ -655,7 +656,7 @@ COMMANDS.update({"train-classifier": _cmd_train_classifier, "eval": _cmd_eval, "
 def _add_export_parser(sub) -> None:
     import inspect
 
-    from .export import FORMATS, export
+    from .export import FORMATS, QUANTIZATIONS, export
 
     defaults = {name: p.default for name, p in inspect.signature(export).parameters.items()}
     p = sub.add_parser("export", help="export a generator (safetensors, TorchScript, ONNX), checked against PyTorch")
@@ -671,6 +672,12 @@ def _add_export_parser(sub) -> None:
                    metavar="N", help="batch sizes of the check, 1 included (default: %(default)s)")
     p.add_argument("--seed", type=int, default=defaults["seed"],
                    help="seed of the check's random z (default: fresh, recorded in export.json)")
+    p.add_argument("--quantize", choices=QUANTIZATIONS.names(), default=defaults["quantize"],
+                   help="; ".join(f"{n}: {QUANTIZATIONS.get(n).description}" for n in QUANTIZATIONS)
+                   + " (onnx only; default: float)")
+    p.add_argument("--min-psnr", dest="min_psnr", type=float, default=defaults["min_psnr"],
+                   help="with --quantize: fail when the quantised images' mean PSNR vs the float graph's, in dB on "
+                        "[-1, 1], is below this (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an --out (or export.json) that is not an earlier export recorded in export.json")
 
@@ -680,7 +687,8 @@ def _cmd_export(args) -> int:
 
     try:
         result = export(args.model, format=args.format, out=args.out, uint8=args.uint8, atol=args.atol,
-                        batch_sizes=tuple(args.batch_sizes), seed=args.seed, overwrite=args.overwrite)
+                        batch_sizes=tuple(args.batch_sizes), seed=args.seed, overwrite=args.overwrite,
+                        quantize=args.quantize, min_psnr=args.min_psnr)
     except ExportArgumentError as e:
         raise UsageError(str(e)) from None
     except ExportError as e:  # a failed check or a missing extra: a failure, not a usage error
@@ -688,7 +696,8 @@ def _cmd_export(args) -> int:
             raise
         print(f"gandistill export: error: {e}", file=sys.stderr)
         return 1
-    print(f"exported {args.format}{' (uint8)' if args.uint8 else ''}: {result.path}")
+    kind = "".join(f" ({k})" for k in (args.quantize, "uint8" if args.uint8 else None) if k)
+    print(f"exported {args.format}{kind}: {result.path}")
     print(f"{result.summary()}; recorded in {result.report}")
     return 0
 

@@ -40,6 +40,7 @@ from .checkpoint import (
 from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
 from .outputs import OutputRefused, check_not_input
+from .quantize import DEFAULT_MIN_PSNR, QUANTIZATIONS, Quantization, quality_check
 from .registry import Registry
 
 ONNX_OPSET = 18  # the lowest opset torch's ONNX exporter implements directly (asking 17 means a lossy conversion)
@@ -216,6 +217,12 @@ class ExportResult:
 
     def summary(self) -> str:
         check = self.record["check"]
+        if self.record.get("quantize"):
+            ratio = self.record["bytes"] / self.record["float_bytes"]
+            return (f"{self.record['quantize']} check passed: vs the float graph PSNR {check['psnr_db']:.1f} dB >= "
+                    f"{check['min_psnr_db']:g}, SSIM {check['ssim']:.4f}, max abs diff {check['max_abs_diff']:.3f} "
+                    f"on {check['num']} fresh z (seed {check['seed']}); {self.record['bytes']:,} bytes, "
+                    f"{ratio:.2f}x the float graph's")
         sizes = ", ".join(str(b) for b in check["batch_sizes"])
         return (f"check passed: max |{self.format} - pytorch| = {check['max_abs_diff']:.2e} <= {check['atol']:.0e} "
                 f"on fresh z (seed {check['seed']}) at batch sizes {sizes}")
@@ -223,17 +230,27 @@ class ExportResult:
 
 def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", out: str | os.PathLike | None = None,
            uint8: bool = False, atol: float = 1e-4, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
-           seed: int | None = None, overwrite: bool = False) -> ExportResult:
+           seed: int | None = None, overwrite: bool = False, quantize: str | None = None,
+           min_psnr: float = DEFAULT_MIN_PSNR) -> ExportResult:
     """Export a generator and check it against the PyTorch module (eval mode, float32, CPU) before it counts.
 
     model: a generator, or a model/GAN directory. format: one of ``FORMATS``. out: the file (torchscript, onnx)
     or directory (safetensors) to write. uint8: export ``UInt8Images(generator)`` instead (uint8 [N, H, W, C]).
     atol: largest allowed absolute difference in [-1, 1] image units. seed: of the check's random z (default:
-    fresh, recorded). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
+    fresh, recorded). quantize: one of ``QUANTIZATIONS`` (onnx only): the float graph is checked against PyTorch
+    as above, then quantised and checked against itself: fail when the mean PSNR of its images on fresh z is
+    below ``min_psnr`` dB ([-1, 1] images). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
     export recorded in ``export.json`` with the same digest is replaced without it). Raises ExportError when the
     check fails; nothing is then written under ``out``.
     """
     fmt = FORMATS.get(format)
+    quantization = None if quantize is None else QUANTIZATIONS.get(quantize)
+    if quantization is not None and format not in quantization.formats:
+        raise _usage_error(f"quantize {quantize} applies to {', '.join(quantization.formats)} exports, not {format}")
+    if quantization is not None and uint8:
+        raise _usage_error("quantize and uint8 together are not supported yet; export float images to quantise")
+    if isinstance(min_psnr, bool) or not isinstance(min_psnr, (int, float)) or not math.isfinite(min_psnr):
+        raise _usage_error(f"min_psnr must be a number of dB, got {min_psnr!r}")
     if not out:
         raise _usage_error("out is required: the file (or safetensors directory) to write")
     out = Path(out)
@@ -263,8 +280,11 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
     served = for_inference(generator) if fmt.inference_form else generator
     deployed = UInt8Images(served).eval() if uint8 else served
     meta = export_metadata(generator, format, uint8)
+    if quantization is not None:
+        meta["quantize"] = quantize
     seed = secrets.randbits(31) if seed is None else int(seed)
     check: dict = {}
+    quantized: dict = {}
 
     def write_and_check(tmp: str) -> None:
         fmt.write(deployed, tmp, meta)
@@ -275,6 +295,13 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
             raise ExportError(f"{format} export does not match PyTorch: max abs difference "
                               f"{check['max_abs_diff']:.3e} > atol {atol:.0e} ({per_batch}); "
                               f"nothing written to {out}")
+        if quantization is not None:
+            _quantize_and_check(tmp, quantization, generator.z_dim, seed, min_psnr, batch_sizes, check, quantized)
+            if not quantized["check"]["passed"]:
+                q = quantized["check"]
+                raise ExportError(f"{quantize} export draws too far from the float graph: PSNR {q['psnr_db']:.1f} dB "
+                                  f"< min_psnr {min_psnr:g} (SSIM {q['ssim']:.3f}, max abs diff "
+                                  f"{q['max_abs_diff']:.3f}); nothing written to {out}")
 
     if fmt.directory:
         _atomic_directory(out, write_and_check)
@@ -283,10 +310,38 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
 
     record = {"format": format, "path": out.name, **_content_digest(out, fmt.directory), "uint8": uint8,
               "metadata": meta, "check": check,
+              **({"quantize": quantize, "check": quantized["check"], "float_check": check,
+                  "float_bytes": quantized["float_bytes"], "quantization": quantized["details"]}
+                 if quantization is not None else {}),
               "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     report = out.parent / REPORT_NAME
     _update_report(report, out.name, record, overwrite)
     return ExportResult(out, format, report, record)
+
+
+def _quantize_and_check(path: str, quantization: Quantization, z_dim: int, seed: int, min_psnr: float,
+                        batch_sizes: tuple[int, ...], float_check: dict, into: dict) -> None:
+    """Replace the checked float ONNX graph at ``path`` by its quantised form; record its quality check."""
+    float_path = f"{path}.float"
+    os.replace(path, float_path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # onnxruntime's quantiser warns about its own pre-processing advice
+            try:
+                details = quantization.apply(float_path, path, z_dim)
+            except ImportError as e:
+                raise MissingExtraError(f"quantisation needs a missing package ({e}); install it with: "
+                                        f"{INSTALL_HINT}") from None
+            except Exception as e:  # noqa: BLE001 - onnxruntime's quantiser raises many kinds; one line
+                raise ExportError(f"{quantization.name} quantisation failed: {_first_line(e)}") from None
+        _readable(Path(path))
+        # fresh latents: not the calibration's, not the float check's
+        check = quality_check(_load_onnx(float_path), _load_onnx(path), z_dim, seed + 1, min_psnr,
+                              batch_sizes=batch_sizes)
+        into.update(check=check, details=details, float_bytes=os.path.getsize(float_path))
+    finally:
+        if os.path.exists(float_path):
+            os.unlink(float_path)
 
 
 def _prepare(model: nn.Module | str | os.PathLike) -> nn.Module:
@@ -579,5 +634,5 @@ def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64)
     }
 
 
-__all__ = ["FORMATS", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",
+__all__ = ["FORMATS", "QUANTIZATIONS", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",
            "export_metadata", "profile_onnx", "read_metadata"]

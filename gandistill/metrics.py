@@ -45,7 +45,8 @@ from .checkpoint import (
 from .config import EvalConfig
 from .data import load_dataset, to_uint8
 from .models import for_inference, kind_of
-from .profile import count_macs, count_params, find_teachers
+from .onnx_generator import OnnxGenerator, device_of, is_onnx_path, params_and_macs
+from .profile import find_teachers
 from .registry import Registry
 from .samples import latents
 
@@ -725,8 +726,12 @@ def _load_generators(generators, names) -> tuple[list[nn.Module], list[str]]:
         generators = [generators]
     models, labels = [], []
     for i, g in enumerate(generators):
-        if isinstance(g, (str, os.PathLike)):
+        if is_onnx_path(g):
+            model, label = OnnxGenerator(g), str(g)
+        elif isinstance(g, (str, os.PathLike)):
             model, label = from_pretrained(g, "generator"), str(g)
+        elif isinstance(g, OnnxGenerator):
+            model, label = g, g.source
         elif isinstance(g, nn.Module):
             if kind_of(g) != "generator":
                 raise ValueError(f"generator {i}: got a {kind_of(g)}, expected a generator")
@@ -801,7 +806,8 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
              cache: bool = True, verbose: bool = False, reference: str = "dataset") -> list[dict]:
     """FID/KID/IS of each generator under one protocol, plus PSNR/SSIM/feature distance of students vs teacher.
 
-    generators: modules or model directories. seed: one seed or several (then mean and std across seeds).
+    generators: modules, model directories or ``.onnx`` exports (run by onnxruntime on the CPU, see
+    `OnnxGenerator`). seed: one seed or several (then mean and std across seeds).
     teacher: a module or directory to pair every generator with; by default a student is paired with the
     evaluated generator its lineage names as teacher. out: ``.jsonl`` appends one line per generator,
     any other name a JSON list (appended to when the file exists). Returns one record per generator.
@@ -812,6 +818,10 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
     if reference not in REFERENCES:
         raise ValueError(f"reference must be dataset or teacher, got {reference!r}")
     seeds = _seeds(seed)
+    # an exported .onnx file is loaded once here, so the extractor default, labels and pairing all see a module
+    generators = [OnnxGenerator(g) if is_onnx_path(g) else g
+                  for g in (generators if isinstance(generators, (list, tuple)) else [generators])]
+    teacher = OnnxGenerator(teacher) if is_onnx_path(teacher) else teacher
     if extractor is None:
         first_model = generators[0] if isinstance(generators, (list, tuple)) and generators else generators
         if reference == "teacher" and teacher is not None:
@@ -863,7 +873,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
             if (model.config.resolution, model.config.channels) != (ref_res, ref_ch):
                 raise ValueError(f"{label} draws {model.config.resolution} px, {model.config.channels} channel(s); "
                                  f"the reference teacher {reference_label} draws {ref_res} px, {ref_ch}")
-        device_before = next(reference_model.parameters()).device
+        device_before = device_of(reference_model)
         was_training = reference_model.training
         try:
             served = for_inference(reference_model.to(cfg.device).eval())
@@ -886,7 +896,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
         cfg.paired == cfg.num_samples or (fid_batch == cfg.batch_size and cfg.paired % cfg.batch_size == 0)) else 0
     first: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # model index -> (uint8 images, features)
     for index, (model, label) in enumerate(zip(models, labels, strict=True)):
-        device_before = next(model.parameters()).device
+        device_before = device_of(model)
         was_training = model.training
         model.to(cfg.device).eval()
         try:
@@ -917,11 +927,14 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
             keys = list(per_seed[seeds[0]])
             mean = {k: float(np.mean([per_seed[s][k] for s in seeds])) for k in keys}
             record = {"model": label, "family": model.family, "width": float(model.config.width),
-                      "params": count_params(model), "macs": count_macs(model),
+                      **dict(zip(("params", "macs"), params_and_macs(model), strict=True)),
                       "protocol": {**protocol, "num_real": num_real,
                                    "resolution": res, "real_cache": str(cache_path) if cache_path else None},
                       "metrics": mean, "spread": spread if len(seeds) == 1 else {}, "paired": None,
                       "notes": list(notes)}
+            if isinstance(model, OnnxGenerator):
+                record["runtime"] = "onnxruntime CPUExecutionProvider"
+                record["quantize"] = model.quantize
             if num_real and num_real < cfg.num_samples:
                 record["notes"].append(f"real statistics come from all {num_real} images of {cfg.dataset}/{cfg.split}"
                                        f", fewer than the {cfg.num_samples} generated")
@@ -950,7 +963,7 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                 _psnr_ssim(s_img, t_img, models[i].config.channels == 1, psnr, ssim)
                 pf = _paired_record(cfg.paired, seeds[0], psnr, ssim, [(fs - ft).norm(dim=1)])
             else:
-                s_dev, t_dev = next(models[i].parameters()).device, next(t.parameters()).device
+                s_dev, t_dev = device_of(models[i]), device_of(t)
                 try:
                     models[i].to(cfg.device)
                     t.to(cfg.device)

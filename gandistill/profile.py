@@ -191,6 +191,12 @@ def profile_onnx_file(path: str | os.PathLike) -> dict:
         raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.export.profile_onnx and "
                          f"onnxruntime (pip install 'gandistill[export]'); import failed: {e}") from None
     result = dict(profile_onnx(path))
+    if result.get("family") and result.get("config"):  # a gandistill export: the architecture it stores
+        from .models import build_generator
+
+        skeleton = build_generator(result["family"], result["config"])
+        result.update(params=count_params(skeleton), macs=count_macs(skeleton))
+    result["bytes"] = path.stat().st_size
     result.setdefault("model", str(path))
     result.setdefault("device", "onnxruntime")
     return result

@@ -7,7 +7,8 @@ Needs only onnxruntime, numpy and pillow (no torch, no gandistill): the proof th
 
 z is ``numpy.random.default_rng(seed).standard_normal((num, z_dim), dtype=float32)``. torch draws different
 numbers for the same seed, so this grid is not the one ``gandistill sample --seed`` draws.
-Works with float exports (img [N, C, H, W] in [-1, 1]) and --uint8 exports (img uint8 [N, H, W, C]).
+Works with float exports (img [N, C, H, W] in [-1, 1]), --quantize int8 exports (the same contract) and
+--uint8 exports (img uint8 [N, H, W, C]).
 """
 from __future__ import annotations
 

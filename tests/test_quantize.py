@@ -1,0 +1,147 @@
+"""int8 ONNX exports: the registry, the quality check that replaces parity, refusal below the bound."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from gandistill.cli import build_parser, main
+from gandistill.export import QUANTIZATIONS, ExportError, export, read_metadata
+from gandistill.quantize import image_layer_nodes
+
+from .test_export import SCRIPT, make, no_torch  # noqa: F401 - no_torch is a fixture
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A tiny DCGAN (images spread over [-1, 1]) exported as float ONNX and as int8 ONNX side by side."""
+    root = tmp_path_factory.mktemp("q")
+    model = make("dcgan", 1.0)
+    float_result = export(model, "onnx", root / "g.onnx", seed=3)
+    int8_result = export(model, "onnx", root / "g-int8.onnx", seed=3, quantize="int8")
+    return model, float_result, int8_result
+
+
+def test_quantizations_come_from_the_registry_and_feed_the_cli():
+    assert QUANTIZATIONS.names() == ["int8"]
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    action = next(a for a in sub.choices["export"]._actions if a.dest == "quantize")
+    assert list(action.choices) == QUANTIZATIONS.names() and action.default is None
+
+
+def test_int8_export_is_checked_for_quality_and_is_smaller(pair):
+    model, float_result, int8_result = pair
+    record = int8_result.record
+    check = record["check"]
+    assert record["quantize"] == "int8" and check["kind"] == "quality" and check["passed"]
+    assert check["psnr_db"] >= check["min_psnr_db"] == 30.0 and 0.9 < check["ssim"] <= 1.0
+    assert 0 < check["max_abs_diff"] < 1.0 and check["seed"] == 4  # fresh z: not the float check's seed 3
+    assert record["float_check"]["passed"] and record["float_check"]["max_abs_diff"] <= 1e-4
+    # the float graph it came from is the graph export writes without quantize (its metadata one key longer)
+    assert 0 < record["float_bytes"] - float_result.record["bytes"] < 64
+    assert int8_result.path.stat().st_size == record["bytes"] < 0.5 * float_result.path.stat().st_size
+    # both land in one export.json, keyed by file name
+    report = json.loads(int8_result.report.read_text())
+    assert set(report) == {"g.onnx", "g-int8.onnx"} and report["g-int8.onnx"]["check"] == check
+    # the file says what it is, and its image layer stayed in float
+    assert read_metadata(int8_result.path)["quantize"] == "int8"
+    graph = onnx.load(str(int8_result.path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    float_nodes = record["quantization"]["float_nodes"]
+    assert float_nodes and float_nodes[0] in {n.name for n in graph.node if n.op_type == "ConvTranspose"}
+    assert "summary" not in record and "PSNR" in int8_result.summary()
+
+
+def test_int8_images_stay_close_to_the_float_graphs(pair):
+    import onnxruntime as ort
+
+    model, float_result, int8_result = pair
+    z = np.random.default_rng(7).standard_normal((16, model.z_dim), dtype=np.float32)
+    a = ort.InferenceSession(str(float_result.path)).run(None, {"z": z})[0]
+    b = ort.InferenceSession(str(int8_result.path)).run(None, {"z": z})[0]
+    mse = np.square(a - b).reshape(16, -1).mean(1)
+    assert np.mean(10 * np.log10(4 / mse)) >= 30.0  # the documented bound holds on latents the check never saw
+    assert not np.array_equal(a, b)  # and it is a different (quantised) graph
+
+
+def test_below_the_psnr_bound_the_export_fails_and_writes_nothing(tmp_path):
+    model = make("dcgan", 1.0)
+    out = tmp_path / "g-int8.onnx"
+    with pytest.raises(ExportError, match=r"int8 export draws too far from the float graph: PSNR [\d.]+ dB < min_psnr 200 .*; nothing written"):
+        export(model, "onnx", out, seed=0, quantize="int8", min_psnr=200.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_arguments_are_checked(tmp_path, capsys):
+    model = make("dcgan", 1.0)
+    with pytest.raises(ValueError, match="quantize int8 applies to onnx exports, not torchscript"):
+        export(model, "torchscript", tmp_path / "g.pt", quantize="int8")
+    with pytest.raises(ValueError, match="unknown quantization 'int4'; choose one of: int8"):
+        export(model, "onnx", tmp_path / "g.onnx", quantize="int4")
+    with pytest.raises(SystemExit) as exit_info:  # argparse's choices, from the registry
+        main(["export", "x", "--format", "onnx", "--out", str(tmp_path / "g.onnx"), "--quantize", "int4"])
+    assert exit_info.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
+    assert main(["export", "x", "--format", "torchscript", "--out", str(tmp_path / "g.pt"),
+                 "--quantize", "int8"]) == 2
+    assert "applies to onnx exports" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_int8_export(tiny_gan_dir, tmp_path, capsys):
+    out = tmp_path / "g-int8.onnx"
+    assert main(["export", str(tiny_gan_dir), "--format", "onnx", "--quantize", "int8", "--out", str(out),
+                 "--seed", "2", "--min-psnr", "-100"]) == 0  # untrained: near-flat images, any PSNR will do
+    printed = capsys.readouterr().out
+    assert "exported onnx (int8)" in printed and "int8 check passed" in printed
+    record = json.loads((tmp_path / "export.json").read_text())["g-int8.onnx"]
+    assert record["check"]["min_psnr_db"] == -100 and record["bytes"] == out.stat().st_size
+
+
+def test_image_layer_is_the_last_weighted_node_and_after():
+    node = onnx.helper.make_node
+    graph = onnx.helper.make_graph(
+        [node("Gemm", ["z", "w"], ["a"], name="fc"), node("Relu", ["a"], ["b"], name="r"),
+         node("ConvTranspose", ["b", "k"], ["c"], name="rgb"), node("Tanh", ["c"], ["img"], name="t")],
+        "g", [], [])
+    assert image_layer_nodes(onnx.helper.make_model(graph)) == ["rgb", "t"]
+
+
+def test_sample_onnx_script_draws_the_int8_export_without_torch(pair, tmp_path, no_torch):  # noqa: F811
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    _, float_result, int8_result = pair
+    grids = {}
+    for name, result in (("float", float_result), ("int8", int8_result)):
+        out = tmp_path / f"{name}.png"
+        proc = subprocess.run([sys.executable, str(SCRIPT), str(result.path), "--num", "8", "--seed", "3",
+                               "--out", str(out)], capture_output=True, text=True, env=no_torch, cwd=tmp_path,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "8 images of 32x32x1" in proc.stdout
+        grids[name] = np.asarray(Image.open(out)).astype(np.float64)
+    # the same z: the int8 grid is the float grid within the export's quality bound
+    mse = np.square(grids["int8"] - grids["float"]).mean()
+    assert 0 < mse and 10 * np.log10(255.0 ** 2 / mse) >= 30.0
+
+
+def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
+    import subprocess
+    import sys
+
+    _, float_result, int8_result = pair
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "bench_int8.py"), str(float_result.path),
+                           str(int8_result.path), "--threads", "1", "--batch-sizes", "1", "4", "--rounds", "2",
+                           "--seconds", "0.05", "--ops", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| int8 / float |" in proc.stdout and "img/s batch 4" in proc.stdout
+    result = json.loads(out.read_text())
+    assert set(result["img_s"]) == {"1", "4"} and all(v > 0 for r in result["img_s"].values() for v in r.values())
+    assert result["files"]["int8"]["bytes"] == int8_result.path.stat().st_size
+    assert result["files"]["int8"]["macs"] == result["files"]["float"]["macs"] > 0
+    assert "ConvTranspose" in result["op_us"]["float"] and "QuantizeLinear" in result["op_us"]["int8"]
