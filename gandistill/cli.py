@@ -386,7 +386,7 @@ def _cmd_profile(args) -> int:
 
     from .checkpoint import atomic_write
     from .config import ProfileConfig
-    from .profile import attach_speedups, profile
+    from .profile import attach_speedups, profile, profile_models
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
     try:
@@ -401,23 +401,35 @@ def _cmd_profile(args) -> int:
         check_file_target(args.out, overwrite=args.overwrite, made_here=_is_profile_json)
     results = []
     for device in devices:
-        per_device = [profile(p, device=device, latency_runs=args.latency_runs,
-                              throughput_batch=args.throughput_batch, throughput_runs=args.throughput_runs,
-                              warmup=args.warmup) for p in args.paths if device == "cpu" or not p.endswith(".onnx")]
+        timing = dict(device=device, latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
+                      throughput_runs=args.throughput_runs, warmup=args.warmup)
+        paths = [p for p in args.paths if device == "cpu" or not p.endswith(".onnx")]
+        # the PyTorch models are timed together, in interleaved rounds, so that their speed-ups compare like
+        # with like; .onnx files go through onnxruntime one by one
+        torch_paths = [p for p in paths if not p.endswith(".onnx")]
+        together = dict(zip(torch_paths, profile_models(torch_paths, **timing), strict=True)) if torch_paths else {}
+        per_device = [together[p] if p in together else profile(p, **timing) for p in paths]
         results += attach_speedups(per_device)
     for r in results:
         line = f"{r['model']}: "
         if "params" in r:
             line += f"{r['params']:,} params, {r['macs']:,} MACs/img, "
         if "latency_ms_p50" in r:
-            line += f"latency p50 {r['latency_ms_p50']:.2f} ms / p90 {r['latency_ms_p90']:.2f} ms (batch 1), "
+            line += f"latency p50 {r['latency_ms_p50']:.2f} ms / p90 {r['latency_ms_p90']:.2f} ms (batch 1"
+            if r.get("rounds", 1) > 1:
+                low, high = r["latency_ms_spread"]
+                line += f"; rounds p10-p90 {low:.2f}-{high:.2f} ms"
+            line += "), "
         if "throughput_img_s" in r:
             line += f"{r['throughput_img_s']:.0f} img/s (batch {r.get('throughput_batch', '?')})"
         if r.get("peak_memory_mb") is not None:
             line += f", peak {r['peak_memory_mb']:.2f} MiB"
         print(line + f" [{r.get('device')}]")
         sp = r.get("speedup")
-        if sp:
+        if sp and sp.get("inconclusive"):
+            print(f"  vs teacher {sp['teacher']}: {sp['inconclusive']}; {sp['mac_ratio']:.2f}x fewer MACs, "
+                  f"{sp['param_ratio']:.2f}x fewer params")
+        elif sp:
             print(f"  vs teacher {sp['teacher']}: {sp['latency_speedup']:.2f}x latency, "
                   f"{sp['throughput_speedup']:.2f}x throughput; {sp['mac_ratio']:.2f}x fewer MACs, "
                   f"{sp['param_ratio']:.2f}x fewer params")
