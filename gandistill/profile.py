@@ -97,73 +97,134 @@ def _load(model) -> tuple[nn.Module, str]:
     return model, getattr(model, "source", None) or f"{model.family}-w{model.config.width:g}"
 
 
+ROUNDS = 5  # timing rounds: the models take turns, so a slow spell of the machine hits each of them
+SPREAD_LIMIT = 1.5  # a speed-up whose p10-p90 range across rounds spans more than this factor is not reported
+
+
+def _spread(values: list[float]) -> list[float]:
+    """[p10, p90] of per-round values: how much the machine moved the timings during the run."""
+    return [float(np.percentile(values, 10)), float(np.percentile(values, 90))]
+
+
+def _split(runs: int, rounds: int) -> list[int]:
+    """``runs`` shared out over ``rounds``, the first rounds taking one more where they do not divide."""
+    return [runs // rounds + (1 if r < runs % rounds else 0) for r in range(rounds)]
+
+
 @torch.no_grad()
 def profile(model, device: str = ProfileConfig.device, latency_runs: int = ProfileConfig.latency_runs,
             throughput_batch: int = ProfileConfig.throughput_batch,
             throughput_runs: int = ProfileConfig.throughput_runs, warmup: int = ProfileConfig.warmup,
-            name: str | None = None) -> dict:
+            name: str | None = None, rounds: int = ROUNDS) -> dict:
     """Params, MACs per image, latency p50/p90 at batch 1, throughput at ``throughput_batch``, peak memory.
 
     Params and MACs are the generator's; timings and memory are of the generator as served
     (``gandistill.models.for_inference``: batch norm folded for a DCGAN), which draws the same images.
+    The runs are split into ``rounds``; the spread across rounds is reported (see `profile_models`).
 
     ``model``: a generator module, a model directory, or a path ending in ``.onnx`` (profiled by
     gandistill.export.profile_onnx with onnxruntime).
     """
+    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
+        ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
+                      throughput_runs=throughput_runs, warmup=warmup)
+        return profile_onnx_file(model)
+    return profile_models([model], device, latency_runs, throughput_batch, throughput_runs, warmup,
+                          names=None if name is None else [name], rounds=rounds)[0]
+
+
+@torch.no_grad()
+def profile_models(models: Sequence, device: str = ProfileConfig.device,
+                   latency_runs: int = ProfileConfig.latency_runs,
+                   throughput_batch: int = ProfileConfig.throughput_batch,
+                   throughput_runs: int = ProfileConfig.throughput_runs, warmup: int = ProfileConfig.warmup,
+                   names: Sequence[str] | None = None, rounds: int = ROUNDS, timer=time.perf_counter) -> list[dict]:
+    """profile() of several generators whose timings are taken in interleaved rounds.
+
+    Each round times every model in turn (the order reversed every other round), a share of ``latency_runs``
+    and ``throughput_runs`` each, so that teacher and student see the same machine: a busy spell or a change
+    of clock speed lands on both instead of making one look faster. Besides the p50/p90 latency over all
+    runs, each result holds per-round values (latency median, throughput) and their [p10, p90] spread;
+    `speedup` uses them to refuse a speed-up the spread cannot support. ``timer``: for tests.
+    """
     cfg = ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
                         throughput_runs=throughput_runs, warmup=warmup)
-    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
-        return profile_onnx_file(model)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available")
-    generator, label = _load(model)
+    if names is not None and len(names) != len(models):
+        raise ValueError(f"names: {len(names)} given for {len(models)} models")
+    rounds = min(rounds, cfg.latency_runs, cfg.throughput_runs)
+    loaded = [_load(m) for m in models]
+    generators = [g for g, _ in loaded]
     dev = torch.device(cfg.device)
-    device_before, was_training = next(generator.parameters()).device, generator.training
-    generator.to(dev).eval()
+    before = [(next(g.parameters()).device, g.training) for g in generators]
     try:
-        served = for_inference(generator)
-        z1 = torch.randn(1, generator.z_dim, device=dev)
-        zb = torch.randn(cfg.throughput_batch, generator.z_dim, device=dev)
-        for _ in range(cfg.warmup):
-            served(z1)
-            served(zb)
-        latencies = []
-        for _ in range(cfg.latency_runs):
-            _sync(dev)
-            t0 = time.perf_counter()
-            served(z1)
-            _sync(dev)
-            latencies.append(time.perf_counter() - t0)
-        _sync(dev)
-        t0 = time.perf_counter()
-        for _ in range(cfg.throughput_runs):
-            served(zb)
-        _sync(dev)
-        elapsed = time.perf_counter() - t0
-        peak = _peak_memory(served, zb, dev)
+        served, z1, zb = [], [], []
+        for g in generators:
+            g.to(dev).eval()
+            served.append(for_inference(g))
+            z1.append(torch.randn(1, g.z_dim, device=dev))
+            zb.append(torch.randn(cfg.throughput_batch, g.z_dim, device=dev))
+        for i, s in enumerate(served):
+            for _ in range(cfg.warmup):
+                s(z1[i])
+                s(zb[i])
+        latencies = [[[] for _ in range(rounds)] for _ in served]  # [model][round] -> seconds per run
+        elapsed = [[0.0] * rounds for _ in served]  # [model][round] -> seconds of the throughput runs
+        lat_split, thr_split = _split(cfg.latency_runs, rounds), _split(cfg.throughput_runs, rounds)
+        for r in range(rounds):
+            order = range(len(served)) if r % 2 == 0 else reversed(range(len(served)))
+            for i in order:
+                for _ in range(lat_split[r]):
+                    _sync(dev)
+                    t0 = timer()
+                    served[i](z1[i])
+                    _sync(dev)
+                    latencies[i][r].append(timer() - t0)
+                _sync(dev)
+                t0 = timer()
+                for _ in range(thr_split[r]):
+                    served[i](zb[i])
+                _sync(dev)
+                elapsed[i][r] = timer() - t0
+        peaks = [_peak_memory(s, zb[i], dev) for i, s in enumerate(served)]
     finally:
-        generator.train(was_training)
-        generator.to(device_before)
-    weights_bytes = sum(t.numel() * t.element_size() for t in generator.state_dict().values())
-    return {
-        "model": name or label, "family": generator.family, "config": generator.config.to_dict(),
-        "width": float(generator.config.width),
-        "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "params": count_params(generator), "macs": count_macs(generator),
-        "latency_ms_p50": float(np.percentile(latencies, 50) * 1e3),
-        "latency_ms_p90": float(np.percentile(latencies, 90) * 1e3),
-        "latency_runs": cfg.latency_runs,
-        "throughput_img_s": cfg.throughput_batch * cfg.throughput_runs / elapsed,
-        "throughput_batch": cfg.throughput_batch,
-        "peak_memory_mb": peak / 2**20,
-        "peak_memory_kind": ("CUDA allocator peak" if dev.type == "cuda"
-                             else "tensors alive during one forward (weights excluded)"),
-        "peak_memory_batch": cfg.throughput_batch,
-        "weights_mb": weights_bytes / 2**20,
-        "warmup": cfg.warmup,
-        "timed": type(served).__name__,
-        "lineage": getattr(generator, "lineage", None),
-    }
+        for g, (device_before, was_training) in zip(generators, before, strict=True):
+            g.train(was_training)
+            g.to(device_before)
+    results = []
+    for i, (generator, label) in enumerate(loaded):
+        every = [t for per_round in latencies[i] for t in per_round]
+        lat_rounds = [float(np.median(per_round) * 1e3) for per_round in latencies[i]]
+        thr_rounds = [cfg.throughput_batch * n / max(e, 1e-12) for n, e in zip(thr_split, elapsed[i], strict=True)]
+        weights_bytes = sum(t.numel() * t.element_size() for t in generator.state_dict().values())
+        results.append({
+            "model": names[i] if names is not None else label, "family": generator.family,
+            "config": generator.config.to_dict(), "width": float(generator.config.width),
+            "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+            "params": count_params(generator), "macs": count_macs(generator),
+            "latency_ms_p50": float(np.percentile(every, 50) * 1e3),
+            "latency_ms_p90": float(np.percentile(every, 90) * 1e3),
+            "latency_runs": cfg.latency_runs,
+            "throughput_img_s": cfg.throughput_batch * cfg.throughput_runs / max(sum(elapsed[i]), 1e-12),
+            "throughput_batch": cfg.throughput_batch,
+            "rounds": rounds,
+            "latency_ms_rounds": lat_rounds,  # the median of each round
+            "latency_ms_spread": _spread(lat_rounds),  # [p10, p90] across rounds
+            "throughput_img_s_rounds": thr_rounds,
+            "throughput_img_s_spread": _spread(thr_rounds),
+            "peak_memory_mb": peaks[i] / 2**20,
+            "peak_memory_kind": ("CUDA allocator peak" if dev.type == "cuda"
+                                 else "tensors alive during one forward (weights excluded)"),
+            "peak_memory_batch": cfg.throughput_batch,
+            "weights_mb": weights_bytes / 2**20,
+            "warmup": cfg.warmup,
+            "timed": type(served[i]).__name__,
+            "lineage": getattr(generator, "lineage", None),
+        })
+    return results
 
 
 def _peak_memory(generator: nn.Module, z: torch.Tensor, device: torch.device) -> int:
@@ -213,7 +274,31 @@ def speedup(teacher: dict, student: dict) -> dict:
         out["latency_speedup"] = teacher["latency_ms_p50"] / student["latency_ms_p50"]
     if teacher.get("throughput_img_s") and student.get("throughput_img_s"):
         out["throughput_speedup"] = student["throughput_img_s"] / teacher["throughput_img_s"]
+    note = _inconclusive(teacher, student)
+    if note:
+        out["inconclusive"] = note
     return out
+
+
+def _inconclusive(teacher: dict, student: dict) -> str | None:
+    """One line when the rounds' spread leaves the speed-up open by more than SPREAD_LIMIT, else None.
+
+    The speed-up's range: the teacher's slowest rounds against the student's fastest, and the other way round
+    (latency p10-p90 of both; throughput likewise).
+    """
+    t, s = teacher.get("latency_ms_spread"), student.get("latency_ms_spread")
+    tt, st = teacher.get("throughput_img_s_spread"), student.get("throughput_img_s_spread")
+    ranges = []
+    if t and s and min(t + s) > 0:
+        ranges.append(("latency", t[0] / s[1], t[1] / s[0]))
+    if tt and st and min(tt + st) > 0:
+        ranges.append(("throughput", st[0] / tt[1], st[1] / tt[0]))
+    wide = [(what, low, high) for what, low, high in ranges if high / low > SPREAD_LIMIT]
+    if not wide:
+        return None
+    what, low, high = wide[0]
+    return (f"timings too noisy to compare: the {what} speed-up lies anywhere between {low:.2f}x and {high:.2f}x "
+            f"across rounds; rerun on a quieter machine or with more runs")
 
 
 def _names_teacher(lineage: dict | None, family: str | None, config: dict | None) -> bool:

@@ -117,7 +117,8 @@ def _hook_served(monkeypatch, generators: dict, hook) -> None:
         module.register_forward_pre_hook(lambda mod, args: hook(key, args[0]))
         return module
 
-    monkeypatch.setattr(M, "for_inference", served)
+    for module in (M.evaluation, M.paired):  # the modules that serve generators
+        monkeypatch.setattr(module, "for_inference", served)
 
 
 def test_same_latents_for_every_generator_and_fid_matches_scipy(tiny_cls, cache, monkeypatch):
@@ -152,7 +153,8 @@ def test_stats_cache_is_keyed_by_count_and_weights(tmp_path, tiny_cls, cache, mo
         calls.append(images.shape[0])
         return real_extract(images, *args, **kwargs)
 
-    monkeypatch.setattr(M, "extract_features", counting)
+    for module in (M.cache, M.evaluation):  # the modules that extract features
+        monkeypatch.setattr(module, "extract_features", counting)
     g = tiny_generator("dcgan")
     kw = dict(dataset="synthetic", metrics=("fid", "kid"), paired=0)
     first = M.evaluate(g, num_samples=64, extractor_weights=tiny_cls, **kw)[0]
@@ -264,7 +266,7 @@ def test_paired_fidelity_reuses_the_fid_pass_with_the_same_numbers(tiny_cls, cac
 def test_offline_without_inception_weights_names_both_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(M, "_fid_helper_file", lambda: None)
+    monkeypatch.setattr(M.extractors, "_fid_helper_file", lambda: None)
 
     def no_download(*args, **kwargs):
         raise AssertionError("nothing may be downloaded")
@@ -457,7 +459,7 @@ def test_reference_teacher_scores_against_the_teachers_own_samples(tmp_path, tin
     def no_data(*args, **kwargs):
         raise AssertionError("no dataset may be read with reference='teacher'")
 
-    monkeypatch.setattr(M, "load_dataset", no_data)
+    monkeypatch.setattr(M.cache, "load_dataset", no_data)
     teacher = varied_generator()
     student = make_student(teacher, 0.5)
     results = M.evaluate([teacher, student], reference="teacher", metrics=("fid", "kid"), num_samples=200, seed=3,
@@ -500,7 +502,7 @@ def test_reference_teacher_defaults_to_inception_for_rgb(monkeypatch):
         asked.append(name)
         raise FileNotFoundError("stop here")
 
-    monkeypatch.setattr(M, "resolve_extractor", resolve)
+    monkeypatch.setattr(M.evaluation, "resolve_extractor", resolve)
     for channels, expected in ((3, "inception"), (1, "fmnist-cnn")):
         with pytest.raises(FileNotFoundError):
             M.evaluate([tiny_generator("dcgan", channels=channels)], reference="teacher", num_samples=10)

@@ -17,6 +17,8 @@ from gandistill.profile import (
     count_params,
     find_teachers,
     profile,
+    profile_models,
+    speedup,
 )
 from gandistill.students import make_student
 
@@ -166,6 +168,81 @@ def test_cli_profile(tmp_path, capsys):
     assert main(["profile", str(tmp_path / "teacher"), "--latency-runs", "0"]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "latency_runs" in err
+
+
+class Clocked(nn.Module):
+    """A generator that records its calls in ``log`` and advances a fake ``clock`` by ``ms(call index)``."""
+
+    family = "dcgan"
+
+    def __init__(self, name: str, log: list, clock: dict, ms):
+        super().__init__()
+        self.z_dim = 4
+        self.fc = nn.Linear(4, 4)
+        self.name, self.log, self.clock, self.ms, self.calls = name, log, clock, ms, 0
+        self.config = types.SimpleNamespace(width=1.0, to_dict=lambda: {"width": 1.0})
+
+    def forward(self, z):
+        self.clock["t"] += self.ms(self.calls) / 1e3
+        self.calls += 1
+        self.log.append(self.name)
+        return self.fc(z).view(-1, 1, 2, 2)
+
+
+def _blocks(log: list) -> list:
+    """The log with repeats collapsed: whose turn it was, in order."""
+    return [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]
+
+
+def test_rounds_interleave_the_models():
+    log, clock = [], {"t": 0.0}
+    teacher, student = Clocked("t", log, clock, lambda c: 10), Clocked("s", log, clock, lambda c: 2)
+    results = profile_models([teacher, student], latency_runs=8, throughput_batch=2, throughput_runs=4, warmup=1,
+                             rounds=4, timer=lambda: clock["t"], names=["t", "s"])
+    timed = log[4:]  # after the warm-up: one batch-1 and one batch-2 call each
+    # rounds of 2 latency + 1 throughput runs, the order reversed every other round, then the memory pass
+    assert _blocks(timed)[:5] == ["t", "s", "t", "s", "t"]
+    assert timed[:12] == ["t"] * 3 + ["s"] * 6 + ["t"] * 3  # t | s s | t
+    t, s = results
+    assert t["rounds"] == s["rounds"] == 4 and len(s["latency_ms_rounds"]) == 4
+    assert t["latency_ms_rounds"] == pytest.approx([10.0] * 4) and s["latency_ms_spread"] == pytest.approx([2.0, 2.0])
+    assert s["throughput_img_s_rounds"] == pytest.approx([1000.0] * 4)
+    assert s["throughput_img_s"] == pytest.approx(1000.0) and s["latency_ms_p50"] == pytest.approx(2.0)
+    sp = speedup(t, s)
+    assert sp["latency_speedup"] == pytest.approx(5.0) and "inconclusive" not in sp
+
+
+def test_a_speedup_the_spread_cannot_support_is_refused_in_one_line():
+    log, clock = [], {"t": 0.0}
+    teacher = Clocked("t", log, clock, lambda c: 10)
+    # the student: 1 ms in even rounds, 9 ms in odd ones (two calls a round: one latency, one throughput run)
+    student = Clocked("s", log, clock, lambda c: 1 if (c // 2) % 2 == 0 else 9)
+    t, s = profile_models([teacher, student], latency_runs=4, throughput_batch=2, throughput_runs=4, warmup=0,
+                          rounds=4, timer=lambda: clock["t"])
+    assert s["latency_ms_rounds"] == pytest.approx([1.0, 9.0, 1.0, 9.0])
+    assert s["latency_ms_spread"] == pytest.approx([1.0, 9.0])  # p10, p90 of the round medians
+    note = speedup(t, s)["inconclusive"]
+    assert note.startswith("timings too noisy to compare: the latency speed-up lies anywhere between")
+    assert "\n" not in note
+
+
+def test_cli_profile_says_when_timings_are_too_noisy(tmp_path, capsys, monkeypatch):
+    import importlib
+    import itertools
+
+    P = importlib.import_module("gandistill.profile")  # the module; gandistill.profile is the function
+
+    teacher = tiny_generator("dcgan")
+    save_pretrained(teacher, tmp_path / "teacher")
+    save_pretrained(make_student(teacher, 0.5), tmp_path / "student")
+    clock = itertools.accumulate(itertools.cycle([0.001, 0.001, 0.2, 0.001, 0.05, 0.001, 0.001]))
+    real = P.profile_models
+    monkeypatch.setattr(P, "profile_models", lambda *a, **k: real(*a, **k, timer=lambda: next(clock)))
+    assert main(["profile", str(tmp_path / "teacher"), str(tmp_path / "student"), "--latency-runs", "10",
+                 "--throughput-batch", "4", "--throughput-runs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "rounds p10-p90" in out
+    assert "timings too noisy to compare" in out and "x latency" not in out and "fewer MACs" in out
 
 
 @pytest.mark.cuda

@@ -128,7 +128,7 @@ def test_a_long_eval_shows_a_progress_bar(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     metrics.evaluate(g, **kw)
     assert "eval" not in capsys.readouterr().err  # a pass shorter than the delay shows nothing
-    monkeypatch.setattr(metrics, "PROGRESS_DELAY_S", 0.0)
+    monkeypatch.setattr(metrics.evaluation, "PROGRESS_DELAY_S", 0.0)
     metrics.evaluate(g, **kw)
     err = capsys.readouterr().err
     assert "eval dcgan-w1 seed 0:" in err and "/64 [" in err and "img/s" in err
