@@ -2,7 +2,7 @@
 EMA, RNG state capture and restore, stop requests, the JSON-lines log, autocast, the output checks and run
 lock, the per-step finiteness check, resume checks, learning-rate schedules and non-finite recovery.
 
-gandistill/train.py holds the two loops and imports these; it re-exports them under their old names.
+gandistill/train.py holds the two loops and imports these; the names it uses stay importable from it.
 """
 from __future__ import annotations
 

@@ -181,6 +181,8 @@ def _write_onnx(module: nn.Module, path: str, meta: dict) -> None:
 
 
 def _load_onnx(path: str, threads: int | None = None) -> Runner:
+    from .onnx_runtime import _onnx_session  # it imports this module's helpers
+
     session = _onnx_session(path, threads)
     input_name = session.get_inputs()[0].name
 
@@ -569,70 +571,5 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-# --- onnxruntime ---------------------------------------------------------------------------------------
-
-def _onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """A CPU onnxruntime session, with one clear error for a missing, empty or corrupt file."""
-    ort = _require("onnxruntime", "running an ONNX export")
-    path = str(path)
-    _check_file(path)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no public base class
-        raise ValueError(f"{path}: corrupt or not a valid ONNX model ({_first_line(e)})") from None
-
-
-def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 20,
-                 warmup: int = 3, threads: int | None = None, seed: int = 0) -> dict:
-    """onnxruntime CPU timings of an exported generator, warm-up runs excluded.
-
-    Keys match ``profile.profile``: ``latency_ms_p50``/``_p90`` (per call at the smallest batch size) and
-    ``throughput_img_s`` (at the largest, ``throughput_batch``); every batch size under ``per_batch``; family,
-    config, width and lineage from the file's metadata when gandistill wrote it. threads: onnxruntime
-    intra-op threads (default: ``torch.get_num_threads()``, to compare with eager PyTorch in this process).
-    """
-    batch_sizes = tuple(batch_sizes)
-    if repeats < 1 or warmup < 0 or not batch_sizes or min(batch_sizes) < 1:
-        raise _usage_error("profile_onnx needs repeats >= 1, warmup >= 0 and positive batch sizes")
-    threads = threads or torch.get_num_threads()
-    session = _onnx_session(path, threads)
-    ort = _require("onnxruntime", "profiling an ONNX export")
-    z_input = session.get_inputs()[0]
-    rng = np.random.default_rng(seed)
-    per_batch: dict[int, dict] = {}
-    for n in sorted(set(batch_sizes)):
-        z = rng.standard_normal((n, z_input.shape[1]), dtype=np.float32)
-        for _ in range(warmup):
-            session.run(None, {z_input.name: z})
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            session.run(None, {z_input.name: z})
-            times.append(time.perf_counter() - start)
-        per_batch[n] = {"latency_ms_p50": float(np.percentile(times, 50) * 1e3),
-                        "latency_ms_p90": float(np.percentile(times, 90) * 1e3),
-                        "throughput_img_s": n / float(np.percentile(times, 50))}
-    try:
-        meta = read_metadata(path)
-    except (ValueError, ImportError):  # a foreign ONNX file: timings only
-        meta = {}
-    small, large = min(per_batch), max(per_batch)
-    return {
-        "model": str(path), "family": meta.get("family"), "config": meta.get("config"), "width": meta.get("width"),
-        "lineage": meta.get("lineage"),
-        "device": "cpu", "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider", "threads": threads,
-        "latency_ms_p50": per_batch[small]["latency_ms_p50"],
-        "latency_ms_p90": per_batch[small]["latency_ms_p90"],
-        "latency_batch": small, "latency_runs": repeats,
-        "throughput_img_s": per_batch[large]["throughput_img_s"], "throughput_batch": large,
-        "warmup": warmup, "per_batch": per_batch,
-    }
-
-
 __all__ = ["FORMATS", "QUANTIZATIONS", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",
-           "export_metadata", "profile_onnx", "read_metadata"]
+           "export_metadata", "read_metadata"]

@@ -28,7 +28,8 @@ class OnnxGenerator(nn.Module):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
-        from .export import _onnx_session, read_metadata
+        from .export import read_metadata
+        from .onnx_runtime import _onnx_session
 
         meta = read_metadata(path)  # one clear line for a missing, corrupt or foreign file
         self.session = _onnx_session(path, threads)

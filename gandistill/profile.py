@@ -123,7 +123,7 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
     The runs are split into ``rounds``; the spread across rounds is reported (see `profile_models`).
 
     ``model``: a generator module, a model directory, or a path ending in ``.onnx`` (profiled by
-    gandistill.export.profile_onnx with onnxruntime).
+    gandistill.onnx_runtime.profile_onnx with onnxruntime).
     """
     if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
         ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
@@ -242,14 +242,14 @@ def _peak_memory(generator: nn.Module, z: torch.Tensor, device: torch.device) ->
 
 
 def profile_onnx_file(path: str | os.PathLike) -> dict:
-    """Profile an exported ``.onnx`` generator with gandistill.export.profile_onnx (onnxruntime)."""
+    """Profile an exported ``.onnx`` generator with gandistill.onnx_runtime.profile_onnx (onnxruntime)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
     try:
-        from .export import profile_onnx
+        from .onnx_runtime import profile_onnx
     except ImportError as e:
-        raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.export.profile_onnx and "
+        raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.onnx_runtime.profile_onnx and "
                          f"onnxruntime (pip install 'gandistill[export]'); import failed: {e}") from None
     result = dict(profile_onnx(path))
     if result.get("family") and result.get("config"):  # a gandistill export: the architecture it stores

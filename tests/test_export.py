@@ -12,8 +12,9 @@ import torch
 from gandistill.checkpoint import from_pretrained, save_pretrained
 from gandistill.cli import build_parser, main
 from gandistill.data import to_uint8
-from gandistill.export import FORMATS, ExportError, MissingExtraError, export, profile_onnx, read_metadata
+from gandistill.export import FORMATS, ExportError, MissingExtraError, export, read_metadata
 from gandistill.export import _uint8_distance as uint8_distance
+from gandistill.onnx_runtime import profile_onnx
 from gandistill.samples import grid_array
 from gandistill.students import make_student
 

@@ -138,16 +138,16 @@ def test_speedup_next_to_mac_ratio_and_teachers_by_lineage(tmp_path):
     assert sp["latency_speedup"] == pytest.approx(results[0]["latency_ms_p50"] / results[1]["latency_ms_p50"])
 
 
-def test_onnx_paths_go_to_export_profile_onnx(tmp_path, monkeypatch):
+def test_onnx_paths_go_to_onnx_runtime_profile_onnx(tmp_path, monkeypatch):
     onnx = tmp_path / "g.onnx"
     onnx.write_bytes(b"not really onnx")
-    fake = types.ModuleType("gandistill.export")
+    fake = types.ModuleType("gandistill.onnx_runtime")
     fake.profile_onnx = lambda path: {"latency_ms_p50": 1.5, "throughput_img_s": 900.0, "path": str(path)}
-    monkeypatch.setitem(sys.modules, "gandistill.export", fake)
+    monkeypatch.setitem(sys.modules, "gandistill.onnx_runtime", fake)
     r = profile(onnx)
     assert r["latency_ms_p50"] == 1.5 and r["model"] == str(onnx) and r["path"] == str(onnx)
 
-    monkeypatch.setitem(sys.modules, "gandistill.export", types.ModuleType("gandistill.export"))
+    monkeypatch.setitem(sys.modules, "gandistill.onnx_runtime", types.ModuleType("gandistill.onnx_runtime"))
     with pytest.raises(ValueError, match="profile_onnx"):
         profile(onnx)
 
