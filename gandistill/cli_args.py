@@ -57,7 +57,8 @@ FIELD_HELP = {
     "pixel_kind": "pixel loss: l1, mse or l1+mse",
     "feature_kind": "feature loss per tap: mse, or relative (MSE over the teacher tap's mean square, so every tap "
                     "weighs alike whatever its scale)",
-    "lr_schedule": "learning rates over the run: constant, or cosine / linear decay to 0 at --steps",
+    "lr_schedule": "learning rates over the run: constant, or cosine / linear decay to 0 at --steps (a --resume "
+                   "with another --steps continues on the new schedule)",
     "feature": "weight of the generator-feature loss (1x1 adapters)",
     "disc_feature": "weight of the discriminator-feature L1 loss",
     "perceptual": "weight of the perceptual loss (needs --classifier)",

@@ -418,7 +418,7 @@ def toolkit_distill_step(cfg: DistillConfig, steps: int, out: Path) -> float:
 
 def section_distill(args, tmp: Path) -> dict:
     cfg = DistillConfig(teacher=teacher_dir(args.teacher, tmp), width=TARGET_WIDTH, batch_size=args.batch_size,
-                        data=args.data, device=args.device)
+                        data=args.data, device=args.device, lr_schedule="constant")
     rounds = max(1, min(args.distill_rounds, args.steps))
     per_round = max(1, args.steps // rounds)
     bare = BareDistill(cfg)

@@ -70,17 +70,16 @@ say "1. smoke test on $DEVICE"
   fi
 
   # Beside the teachers (they leave most of the GPU idle between small kernels): the DCGAN budget curve of issue
-  # #17, one chain per width, each stage resuming the last (constant lr, so stage S is the S-step run); the students
-  # come back to be evaluated on the CPU. Each stage ends by DCGAN_SECONDS after the start, finished or not.
+  # #17, one chain per width: a separate run for each budget in DCGAN_STAGES (the default cosine schedule spans
+  # --steps, so a longer budget is its own run, not a resumed shorter one); the students come back to be
+  # evaluated on the CPU. Each run ends by DCGAN_SECONDS after the start, finished or not.
   dcgan_chain() {  # name width
-    local run=$RUNS/dcgan/$1
     for steps in $DCGAN_STAGES; do
-      local resume=()
-      [ -f "$run/state.pt" ] && resume=(--resume)
+      local run=$RUNS/dcgan/$1-run$steps
       local left=$(( T0 + DCGAN_SECONDS - $(date +%s) ))
       [ "$left" -gt 5 ] || return
-      timeout -s TERM -k 20 "$left" $GD distill --teacher pretrained/dcgan-fmnist --out "$run" --width "$2" --steps "$steps" --device "$DEVICE" \
-        --sample-every 0 --log-every 100 --checkpoint-every 1000 "${resume[@]}" || return
+      timeout -s TERM -k 20 "$left" $GD distill --teacher pretrained/dcgan-fmnist --out "$run" --width "$2" \
+        --steps "$steps" --device "$DEVICE" --sample-every 0 --log-every 100 --checkpoint-every 1000 || return
       cp -r "$run/student" "$RUNS/dcgan/$1-s$steps"
     done
   }
@@ -150,7 +149,7 @@ done
 wait "${STUDENT_PIDS[@]}"
 wait $DCGAN_PIDS
 [ -n "$DCGAN_PIDS" ] && say "dcgan chains: $(ls "$RUNS/dcgan" | grep -- '-s' | tr '\n' ' ')"
-[ -n "$DCGAN_PIDS" ] && pack dcgan "$RUNS"/dcgan/*-s* "$RUNS"/dcgan/*.out "$RUNS"/dcgan/w*/log.jsonl
+[ -n "$DCGAN_PIDS" ] && pack dcgan "$RUNS"/dcgan/*-s* "$RUNS"/dcgan/*.out "$RUNS"/dcgan/w*-run*/log.jsonl
 for s in $STUDENTS; do  # stopped by the time limit: finish at the step reached (writes student/)
   IFS=: read -r name width lr _ <<<"$s"
   step=$($PY -c "from gandistill.checkpoint import load_state; print(load_state('$RUNS/$name/state.pt')['step'])")

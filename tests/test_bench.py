@@ -23,7 +23,7 @@ def _equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_bare_loop_does_the_toolkits_arithmetic(bench, tiny_gan_dir, tmp_path):
     """The ratio toolkit / bare compares like with like: both end with bit-identical weights."""
-    cfg = DistillConfig(teacher=str(tiny_gan_dir), width=0.5, batch_size=8, data="synthetic")
+    cfg = DistillConfig(teacher=str(tiny_gan_dir), width=0.5, batch_size=8, data="synthetic", lr_schedule="constant")
     bare = bench.BareDistill(cfg)
     bare.run(3)
     result = distill(cfg.replace(out=str(tmp_path / "d"), steps=3, sample_every=0, log_every=50))

@@ -84,8 +84,10 @@ def test_data_free_distillation(tmp_path):
 @pytest.mark.parametrize("kind", ["train", "distill"])
 def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, kind):
     teacher = str(_teacher_dir(tmp_path))
+    # the first leg ends at --steps 6 and the resume extends it to 10: the same run only when the learning rate does
+    # not depend on --steps (a cosine schedule spans --steps; test_distill_interrupted_under_cosine_... covers it)
     run = (lambda **kw: train(base_channels=8, **kw)) if kind == "train" else \
-        (lambda **kw: distill(teacher=teacher, width=0.5, **kw))
+        (lambda **kw: distill(teacher=teacher, width=0.5, lr_schedule="constant", **kw))
     full = run(out=str(tmp_path / "full"), steps=10, **FAST)
     first = run(out=str(tmp_path / "resumed"), steps=6, **{**FAST, "checkpoint_every": 4})
     assert first.step == 6
@@ -95,6 +97,28 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, kind):
     assert _states_equal(full.discriminator.state_dict(), resumed.discriminator.state_dict())
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert steps == [5, 6, 10]  # no record is duplicated across the resume
+
+
+def test_distill_interrupted_under_cosine_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    teacher = str(_teacher_dir(tmp_path))
+    full = distill(teacher=teacher, width=0.5, out=str(tmp_path / "full"), steps=8, lr_schedule="cosine", **FAST)
+    calls = {"n": 0}
+    real_step_ok = train_mod._step_ok
+
+    def step_ok_then_stop(loss):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), 2)  # SIGINT after the third step's check: the run stops at step 3
+        return real_step_ok(loss)
+
+    monkeypatch.setattr(train_mod, "_step_ok", step_ok_then_stop)
+    first = distill(teacher=teacher, width=0.5, out=str(tmp_path / "r"), steps=8, lr_schedule="cosine", **FAST)
+    assert first.status == "interrupted" and first.step == 3
+    monkeypatch.setattr(train_mod, "_step_ok", real_step_ok)
+    resumed = distill(teacher=teacher, width=0.5, out=str(tmp_path / "r"), steps=8, lr_schedule="cosine",
+                      resume=True, **FAST)
+    assert resumed.step == 8
+    assert _states_equal(full.generator.state_dict(), resumed.generator.state_dict())
 
 
 def test_interrupt_saves_state_and_resume_finishes(tmp_path, monkeypatch):
@@ -151,7 +175,7 @@ def test_non_finite_steps_are_skipped_and_recovered(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "pixel_loss", pixel_with_nans)
     result = distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), steps=8, max_bad_steps=3,
-                     **FAST)
+                     lr_schedule="constant", **FAST)
     assert result.status == "completed" and result.step == 8
     assert result.bad_steps == 4
     assert all(torch.isfinite(p).all() for p in result.generator.parameters())
