@@ -68,6 +68,17 @@ def tiny_discriminator(family: str, **kw):
     return build_discriminator(family, **{**TINY[family], **kw})
 
 
+def trained_looking(generator, mean_std: float = 0.5):
+    """Batch-norm running statistics away from their fresh (0, 1), as a trained teacher has them."""
+    with torch.no_grad():
+        for name, buf in generator.named_buffers():
+            if name.endswith("running_mean"):
+                buf.normal_(0, mean_std)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+    return generator
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """An IDX file (unsigned bytes) as Fashion-MNIST ships it, gzip-compressed when path ends in .gz."""
     header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)

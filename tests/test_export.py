@@ -18,7 +18,7 @@ from gandistill.onnx_runtime import profile_onnx
 from gandistill.samples import grid_array
 from gandistill.students import make_student
 
-from .conftest import FAMILIES, tiny_generator
+from .conftest import FAMILIES, tiny_generator, trained_looking
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "sample_onnx.py"
@@ -30,12 +30,8 @@ slow_onnx = pytest.mark.slow  # torch's ONNX exporter needs 5-20 s per model on 
 def spread(generator):
     """Untrained DCGANs output ~1e-4 (N(0, 0.02) weights): far too flat for a 1e-4 parity check to mean
     anything. Give BatchNorm real statistics and the convolutions He-like scales so images span [-1, 1]."""
+    trained_looking(generator, mean_std=0.1)
     with torch.no_grad():
-        for name, buf in generator.named_buffers():
-            if name.endswith("running_mean"):
-                buf.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                buf.uniform_(0.5, 2.0)
         for m in generator.modules():
             if isinstance(m, torch.nn.ConvTranspose2d):
                 m.weight.mul_(2.0 * (1.0 / (m.weight.shape[0] * 4)) ** 0.5 / 0.02)

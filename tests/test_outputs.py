@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from gandistill.checkpoint import save_gan, save_pretrained
-from gandistill.cli import main
 from gandistill.outputs import OutputRefused, RunLocked, check_not_input, run_lock
 from gandistill.train import distill, train
 
 from .conftest import tiny_discriminator, tiny_generator
+from .test_inputs import cli
 
 FAST = dict(data="synthetic", batch_size=4, log_every=1, sample_every=0, checkpoint_every=5)
 TRAIN = ["train", "--base-channels", "4", "--steps", "1", "--batch-size", "2", "--sample-every", "0",
@@ -40,14 +40,6 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
     return found
 
 
-def cli(argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    return code, err
 
 
 def one_line(err: str) -> str:

@@ -14,7 +14,7 @@ from gandistill.checkpoint import from_pretrained, load_gan, load_state, save_ga
 from gandistill.config import DistillConfig, TrainConfig
 from gandistill.train import distill, train
 
-from .conftest import TINY, tiny_discriminator, tiny_generator
+from .conftest import TINY, tiny_discriminator, tiny_generator, trained_looking
 
 train_mod = importlib.import_module("gandistill.train")  # the module; gandistill.train is the function
 
@@ -315,23 +315,12 @@ def test_init_from_refuses_other_sizes_and_generator_only_dirs(tmp_path):
               **FAST)
 
 
-def _trained_looking(generator):
-    """Batch-norm statistics away from their fresh values, as a trained teacher has them."""
-    with torch.no_grad():
-        for name, buf in generator.named_buffers():
-            if name.endswith("running_mean"):
-                buf.normal_(0, 0.5)
-            elif name.endswith("running_var"):
-                buf.uniform_(0.5, 2.0)
-    return generator
-
-
 @pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
 def test_adapters_start_as_the_students_kept_channels(family):
     from gandistill.losses import feature_loss, make_adapters
     from gandistill.students import make_student
 
-    teacher = _trained_looking(tiny_generator(family)).eval()
+    teacher = trained_looking(tiny_generator(family)).eval()
     z = torch.randn(16, teacher.z_dim)
     losses = {}
     for width in (1.0, 0.5):
@@ -351,7 +340,7 @@ def test_adapters_start_as_the_students_kept_channels(family):
 
 def test_distill_leaves_the_students_batch_norm_statistics_alone_before_step_0(tmp_path):
     teacher_dir = tmp_path / "t"
-    save_gan(_trained_looking(tiny_generator("dcgan")), tiny_discriminator("dcgan"), teacher_dir)
+    save_gan(trained_looking(tiny_generator("dcgan")), tiny_discriminator("dcgan"), teacher_dir)
     distill(teacher=str(teacher_dir), out=str(tmp_path / "d"), width=1.0, steps=0, **FAST)
     teacher = from_pretrained(teacher_dir)
     state = load_state(tmp_path / "d" / "state.pt")  # the step-0 state that non-finite recovery falls back to
