@@ -135,3 +135,32 @@ def test_cli_eval_errors(tiny_models, capsys):
                  "--extractor-weights", str(tiny_models / "nothing")]) == 1
     err = capsys.readouterr().err
     assert "psnr" in err and "num_samples" in err and "seeds" in err and "train-classifier" in err
+
+
+def test_make_report_times_its_generators_together_in_interleaved_rounds(tmp_path, monkeypatch):
+    import gandistill.report as report_mod
+
+    from .conftest import tiny_generator
+    from .test_metrics import tiny_classifier
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "cache"))
+    from gandistill.checkpoint import save_pretrained
+
+    save_pretrained(tiny_generator("dcgan"), tmp_path / "t")
+    save_pretrained(tiny_generator("dcgan", width=0.5), tmp_path / "s")
+    calls = []
+    real = report_mod.profile_models
+
+    def recording(models, **kw):
+        calls.append(list(models))
+        return real(models, **{**kw, "rounds": 2})
+
+    monkeypatch.setattr(report_mod, "profile_models", recording)
+    monkeypatch.setattr(report_mod, "profile_model", lambda *a, **k: pytest.fail("timed alone"))
+    report_mod.make_report(["t", "s"], out="rep", dataset="synthetic", metrics=("fid",), num_samples=20, paired=0,
+                           latency_runs=2, throughput_batch=2, sample_num=0,
+                           extractor_weights=tiny_classifier(tmp_path / "cls"))
+    assert len(calls) == 1 and len(calls[0]) == 2  # one interleaved timing of both, not one profile() each
+    profiles = json.loads((tmp_path / "rep" / "report.json").read_text())["profiles"]
+    assert [p["rounds"] for p in profiles] == [2, 2]
