@@ -80,6 +80,13 @@ def make_student(teacher: nn.Module, width: float, init: str = "l1", seed: int |
     return student.train(teacher.training)
 
 
+def kept_channels_by_tap(student: nn.Module) -> dict[str, list[int]]:
+    """The teacher channels each student tap inherited (``lineage["kept_channels"]`` keyed by the tap whose
+    channel group produced them): what ``losses.make_adapters`` starts its adapters from."""
+    kept = (student.lineage or {}).get("kept_channels", {})
+    return {tap: kept[group] for tap, group in getattr(student, "tap_groups", {}).items() if group in kept}
+
+
 @torch.no_grad()
 def singular_value_scaling(weight: torch.Tensor) -> torch.Tensor:
     """``weight`` with its singular values (as a matrix [dim 0, the rest]) replaced by their square roots, scaled

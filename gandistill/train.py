@@ -56,7 +56,7 @@ from .losses import (
 )
 from .models import build_discriminator, build_generator
 from .samples import save_grid, side_by_side
-from .students import make_student
+from .students import kept_channels_by_tap, make_student
 
 NUM_FIXED = 32  # latents of the periodic sample grids
 
@@ -297,10 +297,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
         _, t_probe = teacher.forward_features(probe)
         _, s_probe = student.eval().forward_features(probe)
         student.train()
-    kept = student.lineage["kept_channels"]
-    tap_kept = {tap: kept[group] for tap, group in student.tap_groups.items() if group in kept}
-    adapters = (make_adapters(s_probe, t_probe, list(teacher.distill_taps), tap_kept).to(device) if cfg.feature > 0
-                else nn.ModuleDict())
+    adapters = (make_adapters(s_probe, t_probe, list(teacher.distill_taps), kept_channels_by_tap(student)).to(device)
+                if cfg.feature > 0 else nn.ModuleDict())
 
     # --- optional classifier for perceptual / class_kl ---
     classifier = None

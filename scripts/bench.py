@@ -66,7 +66,7 @@ from gandistill.losses import (
 )
 from gandistill.models import DCGANInference, build_discriminator, build_generator
 from gandistill.profile import count_macs, count_params
-from gandistill.students import make_student
+from gandistill.students import kept_channels_by_tap, make_student
 
 WIDTHS = (0.5, 0.25, 0.125)
 MODES = ("eager", "inference_mode", "all_onednn", "channels_last", "for_inference", "for_inference_channels_last",
@@ -335,9 +335,8 @@ class BareDistill:
             _, t_probe = self.teacher.forward_features(probe)
             _, s_probe = self.student.eval().forward_features(probe)  # eval: batch-norm statistics stay
             self.student.train()
-        kept = self.student.lineage["kept_channels"]
-        tap_kept = {tap: kept[group] for tap, group in self.student.tap_groups.items() if group in kept}
-        self.adapters = make_adapters(s_probe, t_probe, list(self.teacher.distill_taps), tap_kept).to(self.device)
+        self.adapters = make_adapters(s_probe, t_probe, list(self.teacher.distill_taps),
+                                      kept_channels_by_tap(self.student)).to(self.device)
         self.data = load_dataset(cfg.data, cfg.split, cfg.data_root, self.teacher.config.resolution,
                                  self.teacher.config.channels)
         self.sampler = BatchSampler(len(self.data), cfg.batch_size, cfg.seed)

@@ -318,7 +318,7 @@ def test_init_from_refuses_other_sizes_and_generator_only_dirs(tmp_path):
 @pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
 def test_adapters_start_as_the_students_kept_channels(family):
     from gandistill.losses import feature_loss, make_adapters
-    from gandistill.students import make_student
+    from gandistill.students import kept_channels_by_tap, make_student
 
     teacher = trained_looking(tiny_generator(family)).eval()
     z = torch.randn(16, teacher.z_dim)
@@ -328,7 +328,8 @@ def test_adapters_start_as_the_students_kept_channels(family):
         with torch.no_grad():
             _, t_feats = teacher.forward_features(z)
             _, s_feats = student.forward_features(z)
-        kept = {tap: student.lineage["kept_channels"][g] for tap, g in student.tap_groups.items()}
+        kept = kept_channels_by_tap(student)
+        assert kept == {tap: student.lineage["kept_channels"][g] for tap, g in student.tap_groups.items()}
         selected = make_adapters(s_feats, t_feats, list(teacher.distill_taps), kept)
         random = make_adapters(s_feats, t_feats, list(teacher.distill_taps))
         losses[width] = [feature_loss(s_feats, t_feats, a).item() for a in (selected, random)]
