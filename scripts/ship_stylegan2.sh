@@ -3,6 +3,8 @@
 # selected teacher (GAN directory) and each student, evaluate all of them once here under one protocol, and
 # write their cards from those measurements and the runs' own records (selection.json, the students' configs).
 #   scripts/ship_stylegan2.sh TEACHER_DIR "<teacher wall time and machine>" STUDENT_DIR:"<wall time>" ...
+#   CARD_ONLY=1 scripts/ship_stylegan2.sh ...   # rewrite the cards from the recorded evaluations
+# Two evaluations: fid10k[fmnist-cnn] with PSNR/SSIM vs the teacher, and fid1k[inception] as the independent check.
 # e.g. scripts/ship_stylegan2.sh runs/gpu1/sg2-teacher "230 s on one H200" runs/gpu1/w0.25/student:"95 s on one H200"
 set -euo pipefail
 TEACHER_SRC=${1:?usage: scripts/ship_stylegan2.sh TEACHER_DIR "<wall time>" STUDENT_DIR:"<wall time>" ...}
@@ -10,21 +12,28 @@ TEACHER_WALL=${2:?teacher wall time}
 shift 2
 DEST=pretrained/stylegan2-fmnist
 EVAL=runs/ship/eval-stylegan2-fmnist.json
+EVAL_INCEPTION=runs/ship/eval-stylegan2-fmnist-inception1k.json
 G=${G:-gandistill}
 NOTES=${NOTES:-}  # a markdown file appended to every card (what the run showed)
 mkdir -p runs/ship "$DEST"
-rm -rf "$DEST/generator" "$DEST/discriminator"
-cp -r "$TEACHER_SRC/generator" "$TEACHER_SRC/discriminator" "$TEACHER_SRC/selection.json" "$DEST/"
 students=()
 for spec in "$@"; do
-  src=${spec%%:*}
-  w=$(python -c "import json; print(json.load(open('$src/config.json'))['config']['width'])")
-  out=$DEST-student-w$w
-  rm -rf "$out" && mkdir -p "$out" && cp "$src/config.json" "$src/model.safetensors" "$out/"
-  students+=("$out")
+  w=$(python -c "import json; print(json.load(open('${spec%%:*}/config.json'))['config']['width'])")
+  students+=("$DEST-student-w$w")
 done
-rm -f "$EVAL"
-$G eval "$DEST" "${students[@]}" --num-samples 10000 --extractor fmnist-cnn --split test --out "$EVAL"
+if [ -z "${CARD_ONLY:-}" ]; then
+  rm -rf "$DEST/generator" "$DEST/discriminator"
+  cp -r "$TEACHER_SRC/generator" "$TEACHER_SRC/discriminator" "$TEACHER_SRC/selection.json" "$DEST/"
+  for spec in "$@"; do
+    src=${spec%%:*}
+    w=$(python -c "import json; print(json.load(open('$src/config.json'))['config']['width'])")
+    rm -rf "$DEST-student-w$w" && mkdir -p "$DEST-student-w$w" && cp "$src/config.json" "$src/model.safetensors" "$DEST-student-w$w/"
+  done
+  rm -f "$EVAL" "$EVAL_INCEPTION"
+  $G eval "$DEST" "${students[@]}" --num-samples 10000 --extractor fmnist-cnn --split test --out "$EVAL"
+  $G eval "$DEST" "${students[@]}" --num-samples 1000 --extractor inception --metrics fid,kid --paired 0 \
+    --out "$EVAL_INCEPTION"
+fi
 
 TRAIN=$(python -c "
 import json; s = json.load(open('$DEST/selection.json')); c = s['train_config']; step = int(s['selected'][4:])
@@ -41,7 +50,7 @@ residual discriminator, trained from scratch on a GPU within one short session. 
 real weights, and a longer GPU run is to replace it (issue #19). Load it with \
 \`gandistill.from_pretrained(\"$DEST\")\`; continue it with \`INIT_FROM=$DEST scripts/train_teacher_stylegan2.sh\`." \
   --command "PY=python3 GANDISTILL_DATA=\$PWD/.gpu/data bash scripts/gpu_stylegan2.sh   # then: scripts/ship_stylegan2.sh ..." \
-  --steps "$TRAIN" --wall-time "$TEACHER_WALL" --eval "$EVAL" ${NOTES:+--extra "$NOTES"}
+  --steps "$TRAIN" --wall-time "$TEACHER_WALL" --eval "$EVAL" --eval "$EVAL_INCEPTION" ${NOTES:+--extra "$NOTES"}
 
 for spec in "$@"; do
   src=${spec%%:*}
@@ -61,5 +70,5 @@ print(f\"{d['steps']} steps at batch {d['batch_size']} ({d['steps'] * d['batch_s
 network copied whole), initialised from the teacher's largest-L1 filters and distilled from \`$DEST\`: it draws \
 nearly the teacher's image for the same z. Load it with \`gandistill.from_pretrained(\"$out\")\`." \
     --command "${STUDENT_COMMAND:-TEACHER_DIR=.gpu/teacher STUDENTS=\"w$w:$w:1e-3:SECONDS\" SEQUENTIAL=1 PY=python3 bash scripts/gpu_stylegan2.sh}" \
-    --steps "$STEPS" --wall-time "$wall" --eval "$EVAL" ${NOTES:+--extra "$NOTES"}
+    --steps "$STEPS" --wall-time "$wall" --eval "$EVAL" --eval "$EVAL_INCEPTION" ${NOTES:+--extra "$NOTES"}
 done
