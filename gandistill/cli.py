@@ -21,7 +21,7 @@ from .cli_args import (
     config_from_args,
     removed_if_failed,
 )
-from .config import MAX_SEED, DemoConfig, DistillConfig, TrainConfig
+from .config import MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
 from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_not_input
 
 
@@ -201,7 +201,7 @@ def _report_run(result, what: str) -> int:
 # --- evaluation: train-classifier, eval, sample, profile, report ---------------------------------------
 
 def _add_evaluation_parsers(sub) -> None:
-    from .config import ClassifierTrainConfig, ProfileConfig
+    from .config import ClassifierTrainConfig
     from .data import DATASETS
 
     p = sub.add_parser("train-classifier", help="train the Fashion-MNIST CNN used as the fmnist-cnn extractor")
@@ -254,6 +254,7 @@ def _add_evaluation_parsers(sub) -> None:
     p.add_argument("--throughput-runs", type=int, default=ProfileConfig.throughput_runs,
                    help="timed throughput runs (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=ProfileConfig.warmup, help="untimed runs first (default: %(default)s)")
+    _add_rounds_flag(p)
     p.add_argument("--out", default=None, help="also write the results as JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an --out that profile did not write")
 
@@ -267,8 +268,16 @@ def _add_evaluation_parsers(sub) -> None:
                    help="timed batch-1 runs (default: %(default)s)")
     p.add_argument("--throughput-batch", type=int, default=ProfileConfig.throughput_batch,
                    help="batch size of the throughput runs (default: %(default)s)")
+    _add_rounds_flag(p)
     p.add_argument("--sample-num", type=int, default=64, help="images per sample grid, 0 = none (default: %(default)s)")
     p.add_argument("--title", default="gandistill: teacher vs students", help="report title")
+
+
+def _add_rounds_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=ProfileConfig.rounds,
+                   help="the timed runs are split into this many rounds in which the models take turns; the "
+                        "spread across rounds is reported and a speed-up it cannot support is called "
+                        "inconclusive (default: %(default)s)")
 
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
@@ -392,7 +401,7 @@ def _cmd_profile(args) -> int:
     try:
         for device in devices:
             ProfileConfig(device=device, latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
-                          throughput_runs=args.throughput_runs, warmup=args.warmup)
+                          throughput_runs=args.throughput_runs, warmup=args.warmup, rounds=args.rounds)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if args.out:
@@ -402,7 +411,7 @@ def _cmd_profile(args) -> int:
     results = []
     for device in devices:
         timing = dict(device=device, latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
-                      throughput_runs=args.throughput_runs, warmup=args.warmup)
+                      throughput_runs=args.throughput_runs, warmup=args.warmup, rounds=args.rounds)
         paths = [p for p in args.paths if device == "cpu" or not p.endswith(".onnx")]
         # the PyTorch models are timed together, in interleaved rounds, so that their speed-ups compare like
         # with like; .onnx files go through onnxruntime one by one
@@ -454,15 +463,15 @@ def _cmd_report(args) -> int:
     from .report import make_report
 
     _checked_eval_args(args)
-    if args.sample_num < 0 or args.latency_runs < 1 or args.throughput_batch < 1:
-        raise UsageError("--sample-num must be >= 0, --latency-runs and --throughput-batch positive")
+    if args.sample_num < 0 or args.latency_runs < 1 or args.throughput_batch < 1 or args.rounds < 1:
+        raise UsageError("--sample-num must be >= 0, --latency-runs, --throughput-batch and --rounds positive")
     with removed_if_failed(args.out):
         paths = make_report(args.paths, out=args.out, dataset=args.dataset, split=args.split, metrics=args.metrics,
                             extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
                             device=args.device, batch_size=args.batch_size, data_root=args.data_root,
                             extractor_weights=args.extractor_weights, paired=args.paired, profile=args.profile,
                             latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
-                            sample_num=args.sample_num, title=args.title)
+                            rounds=args.rounds, sample_num=args.sample_num, title=args.title)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

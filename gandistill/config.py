@@ -480,10 +480,11 @@ class ProfileConfig(ConfigMixin):
     throughput_batch: int = 64
     throughput_runs: int = 10
     warmup: int = 5
+    rounds: int = 5  # the runs are split into rounds in which the models take turns; spread is across rounds
 
     def __post_init__(self):
-        _check_types(self, int, ("latency_runs", "throughput_batch", "throughput_runs", "warmup"))
-        _check_range(self, ("latency_runs", "throughput_batch", "throughput_runs"), 0, low_open=True)
+        _check_types(self, int, ("latency_runs", "throughput_batch", "throughput_runs", "warmup", "rounds"))
+        _check_range(self, ("latency_runs", "throughput_batch", "throughput_runs", "rounds"), 0, low_open=True)
         _check_range(self, ("warmup",), 0)
         _check_device(self)
 

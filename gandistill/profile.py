@@ -97,7 +97,6 @@ def _load(model) -> tuple[nn.Module, str]:
     return model, getattr(model, "source", None) or f"{model.family}-w{model.config.width:g}"
 
 
-ROUNDS = 5  # timing rounds: the models take turns, so a slow spell of the machine hits each of them
 SPREAD_LIMIT = 1.5  # a speed-up whose p10-p90 range across rounds spans more than this factor is not reported
 
 
@@ -115,7 +114,7 @@ def _split(runs: int, rounds: int) -> list[int]:
 def profile(model, device: str = ProfileConfig.device, latency_runs: int = ProfileConfig.latency_runs,
             throughput_batch: int = ProfileConfig.throughput_batch,
             throughput_runs: int = ProfileConfig.throughput_runs, warmup: int = ProfileConfig.warmup,
-            name: str | None = None, rounds: int = ROUNDS) -> dict:
+            name: str | None = None, rounds: int = ProfileConfig.rounds) -> dict:
     """Params, MACs per image, latency p50/p90 at batch 1, throughput at ``throughput_batch``, peak memory.
 
     Params and MACs are the generator's; timings and memory are of the generator as served
@@ -127,7 +126,7 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
     """
     if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
         ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
-                      throughput_runs=throughput_runs, warmup=warmup)
+                      throughput_runs=throughput_runs, warmup=warmup, rounds=rounds)
         return profile_onnx_file(model)
     return profile_models([model], device, latency_runs, throughput_batch, throughput_runs, warmup,
                           names=None if name is None else [name], rounds=rounds)[0]
@@ -138,7 +137,8 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
                    latency_runs: int = ProfileConfig.latency_runs,
                    throughput_batch: int = ProfileConfig.throughput_batch,
                    throughput_runs: int = ProfileConfig.throughput_runs, warmup: int = ProfileConfig.warmup,
-                   names: Sequence[str] | None = None, rounds: int = ROUNDS, timer=time.perf_counter) -> list[dict]:
+                   names: Sequence[str] | None = None, rounds: int = ProfileConfig.rounds,
+                   timer=time.perf_counter) -> list[dict]:
     """profile() of several generators whose timings are taken in interleaved rounds.
 
     Each round times every model in turn (the order reversed every other round), a share of ``latency_runs``
@@ -148,14 +148,12 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
     `speedup` uses them to refuse a speed-up the spread cannot support. ``timer``: for tests.
     """
     cfg = ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
-                        throughput_runs=throughput_runs, warmup=warmup)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+                        throughput_runs=throughput_runs, warmup=warmup, rounds=rounds)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available")
     if names is not None and len(names) != len(models):
         raise ValueError(f"names: {len(names)} given for {len(models)} models")
-    rounds = min(rounds, cfg.latency_runs, cfg.throughput_runs)
+    rounds = min(cfg.rounds, cfg.latency_runs, cfg.throughput_runs)
     loaded = [_load(m) for m in models]
     generators = [g for g, _ in loaded]
     dev = torch.device(cfg.device)

@@ -159,27 +159,95 @@ def _markdown(rows: list[dict], protocol: dict, notes: list[str], machine: str, 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _plot(rows: list[dict], path: Path) -> Path | None:
+def spread_labels(ys: Sequence[float], gap: float, low: float = 0.0, high: float = 1.0) -> list[float]:
+    """Label heights for points at heights ``ys`` (axes fractions): each as close to its point as it can be,
+    no two closer than ``gap``, inside [low, high] when they fit. Returns them in the order of ``ys``."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    pos = [min(max(ys[i], low), high) for i in order]
+    for k in range(1, len(pos)):  # push up past the one below
+        pos[k] = max(pos[k], pos[k - 1] + gap)
+    if pos and pos[-1] > high:  # then down from the top, as far as the bottom allows
+        pos[-1] = max(high, low + gap * (len(pos) - 1))
+        for k in range(len(pos) - 2, -1, -1):
+            pos[k] = min(pos[k], pos[k + 1] - gap)
+    out = [0.0] * len(ys)
+    for k, i in enumerate(order):
+        out[i] = pos[k]
+    return out
+
+
+def same_cost_group(rows: list[dict], rel: float = 0.01) -> list[dict]:
+    """The largest set (>= 3) of rows whose MACs agree within ``rel``: drawn on a panel of their own."""
+    best: list[dict] = []
+    for r in rows:
+        group = [q for q in rows if abs(q["macs"] - r["macs"]) <= rel * r["macs"]]
+        if len(group) > len(best):
+            best = group
+    return best if len(best) >= 3 else []
+
+
+def _point_label(row: dict) -> str:
+    name = "/".join(Path(row["model"]).parts[-2:]) or row["model"]
+    return f"{name} (w={row['width']:g})" if row.get("width") is not None else name
+
+
+def plot_fid_vs_macs(rows: list[dict], path: Path) -> Path | None:
+    """FID (or KID) against MACs: every point labelled, labels spread so none overlap, with a line to their
+    point when moved; models that share one cost (an ablation) get a bar panel of their own beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
     prefix = "fid" if any(r["fid"] and r["fid"]["mean"] is not None for r in rows) else "kid"
     points = [r for r in rows if r[prefix] and r[prefix]["mean"] is not None and r["macs"]]
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
-    for r in points:
-        m = r[prefix]
-        ax.errorbar(r["macs"], m["mean"], yerr=m["std"] or 0.0, fmt="o", capsize=3)
-        ax.annotate(f"{'/'.join(Path(r['model']).parts[-2:]) or r['model']} (w={r['width']:g})", (r["macs"], m["mean"]),
-                    textcoords="offset points", xytext=(5, 5), fontsize=8)
+    key = points[0][prefix]["key"]
+    group = same_cost_group(points)
+    fig, axes = plt.subplots(1, 2 if group else 1, figsize=(11.5 if group else 7.5, 4.8), dpi=120, squeeze=False,
+                             gridspec_kw={"width_ratios": [1.9, 1]} if group else None)
+    ax = axes[0][0]
+    colors = plt.get_cmap("tab20").colors
+    for i, r in enumerate(points):
+        ax.errorbar(r["macs"], r[prefix]["mean"], yerr=r[prefix]["std"] or 0.0, fmt="o", capsize=3,
+                    color=colors[i % len(colors)])
     ax.set_xscale("log")
-    ax.set_xlabel("MACs per image (log scale)")
-    ax.set_ylabel(points[0][prefix]["key"])
-    ax.set_title(f"{points[0][prefix]['key']} against compute (lower is better, left is cheaper)")
+    xs = [r["macs"] for r in points]
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 4)  # room on the right of the rightmost point for its label
+    top = max(r[prefix]["mean"] + (r[prefix]["std"] or 0) for r in points)
+    ax.set_ylim(0, top * 1.08)
+    ax.figure.canvas.draw()  # fixes the limits, so data heights convert to axes fractions
+    y0, y1 = ax.get_ylim()
+    fracs = [(r[prefix]["mean"] - y0) / (y1 - y0) for r in points]
+    gap = min(0.065, 0.98 / len(points))
+    label_y = spread_labels(fracs, gap, low=0.02, high=0.98)
+    text_at = blended_transform_factory(ax.transData, ax.transAxes)
+    for r, frac, ly in zip(points, fracs, label_y, strict=True):
+        moved = abs(ly - frac) > gap / 3
+        ax.annotate(_point_label(r), xy=(r["macs"], frac), xycoords=text_at, xytext=(r["macs"] * 1.25, ly),
+                    textcoords=text_at, fontsize=8, va="center",
+                    arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5"} if moved else None)
+    ax.set_xlabel("MACs per generated image (multiply-accumulates, log scale)")
+    ax.set_ylabel(f"{key} (lower is better)")
+    ax.set_title(f"{key} against compute (left is cheaper)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
+    if group:
+        bx = axes[0][1]
+        group = sorted(group, key=lambda r: r[prefix]["mean"])
+        means = [r[prefix]["mean"] for r in group]
+        stds = [r[prefix]["std"] for r in group]
+        bx.barh(range(len(group)), means, xerr=[v or 0.0 for v in stds] if any(stds) else None, capsize=3,
+                color=[colors[points.index(r) % len(colors)] for r in group])
+        bx.set_yticks(range(len(group)), [_point_label(r) for r in group], fontsize=8)
+        bx.invert_yaxis()
+        for k, m in enumerate(means):
+            bx.text(m, k, f" {m:.4g}", va="center", fontsize=8)
+        bx.set_xlim(0, max(means) * 1.25)
+        bx.set_xlabel(key)
+        bx.set_title(f"the {len(group)} models at {group[0]['macs'] / 1e6:.3g}M MACs", fontsize=10)
+        bx.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
@@ -218,7 +286,7 @@ def write_report(results: list[dict], profiles: Sequence[dict] | None = None, ou
     if len(protocol["seeds"]) == 1 and protocol["num_samples"] < 10_000 and FID_BIAS_NOTE not in notes:
         notes.append(FID_BIAS_NOTE)
     files: dict = {"grids": {k: Path(v) for k, v in (grids or {}).items()}}
-    files["plot"] = _plot(rows, out / "fid_vs_macs.png")
+    files["plot"] = plot_fid_vs_macs(rows, out / "fid_vs_macs.png")
     machine = machine or _machine(profiles)
     md = _markdown(rows, protocol, notes, machine, files, title)
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(md))
@@ -241,7 +309,7 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
            extractor_weights: str | os.PathLike | None = None, paired: int = EvalConfig.paired,
            names: Sequence[str] | None = None, profile: bool = True,
            latency_runs: int = ProfileConfig.latency_runs, throughput_batch: int = ProfileConfig.throughput_batch,
-           sample_num: int = 64, title: str = "gandistill: teacher vs students", verbose: bool = False
+           rounds: int = ProfileConfig.rounds, sample_num: int = 64, title: str = "gandistill: teacher vs students", verbose: bool = False
            ) -> dict[str, Path]:
     """Evaluate, profile and sample ``generators`` (modules or directories), then write_report() into ``out``."""
     items = [generators] if isinstance(generators, (str, os.PathLike)) else list(generators)
@@ -260,7 +328,7 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
         torch_ids = [i for i in range(len(models)) if i not in onnx]
         timed = dict(zip(torch_ids, profile_models([models[i] for i in torch_ids], device=device,
                                                    latency_runs=latency_runs, throughput_batch=throughput_batch,
-                                                   names=[labels[i] for i in torch_ids]), strict=True)) \
+                                                   rounds=rounds, names=[labels[i] for i in torch_ids]), strict=True)) \
             if torch_ids else {}
         for i in onnx:
             timed[i] = profile_model(models[i], device=device, latency_runs=latency_runs,

@@ -36,7 +36,7 @@ from gandistill.checkpoint import (
 )
 from gandistill.metrics import evaluate
 from gandistill.profile import profile, speedup
-from gandistill.report import write_report
+from gandistill.report import plot_fid_vs_macs, write_report
 from gandistill.train import distill, train
 
 ABLATION_TERMS = ("pixel", "feature", "disc_feature", "disc_kl", "adversarial")
@@ -135,6 +135,34 @@ def write_table(out: Path) -> None:
     (out / "table.md").write_text(readme_table(report, inception, timings))
 
 
+def rows_from_table(text: str) -> list[dict]:
+    """Plot rows (model, width, MACs, the first fid/kid column) from a table written by readme_table()."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(lines) if "MACs/img" in line and "`" not in line)
+    head = [c.strip() for c in lines[start].strip("|").split("|")]
+    col = next(i for i, c in enumerate(head) if c.startswith(("fid", "kid")))
+    rows = []
+    for line in lines[start + 2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(head) or not cells[1].startswith("`"):
+            break
+        name = cells[1].strip("`")
+        width = 1.0 if name == "teacher" else float(name.split("-w")[-1]) if "-w" in name else None
+        value = {"key": head[col], "mean": float(cells[col]), "std": None}
+        rows.append({"model": name, "width": width, "macs": float(cells[3].removesuffix("M")) * 1e6,
+                     "fid" if head[col].startswith("fid") else "kid": value})
+    for r in rows:
+        r.setdefault("fid", None)
+        r.setdefault("kid", None)
+    if not rows:
+        raise ValueError("no results table rows found")
+    if any(r["width"] is None for r in rows):  # ablation rows: the ablation width, from their MACs
+        by_macs = {r["macs"]: r["width"] for r in rows if r["width"] is not None}
+        for r in rows:
+            r["width"] = r["width"] if r["width"] is not None else by_macs.get(r["macs"])
+    return rows
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="pretrained/dcgan-fmnist", help="GAN directory of the teacher")
@@ -156,11 +184,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only-runs", action="store_true", help="train the runs, skip the evaluation")
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite --out/table.md from the report.json, inception.json and timings.json there")
+    p.add_argument("--plot-from", metavar="TABLE_MD",
+                   help="only redraw the FID-vs-MACs plot (to --out/fid_vs_macs.png) from a table this script "
+                        "wrote (table.md, or the copy in docs/results.md); the values as printed there")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.plot_from:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        path = plot_fid_vs_macs(rows_from_table(Path(args.plot_from).read_text()), Path(args.out) / "fid_vs_macs.png")
+        print(f"written {path}")
+        return 0
     if args.table_only:
         write_table(Path(args.out))
         print(f"written {args.out}/table.md")

@@ -10,6 +10,7 @@ from torch import nn
 
 from gandistill.checkpoint import save_pretrained
 from gandistill.cli import main
+from gandistill.config import ProfileConfig
 from gandistill.profile import (
     PeakTensorMemory,
     attach_speedups,
@@ -163,11 +164,23 @@ def test_cli_profile(tmp_path, capsys):
     data = json.loads((tmp_path / "p.json").read_text())
     assert [d["model"] for d in data] == [str(tmp_path / "teacher"), str(tmp_path / "student")]
     assert data[1]["speedup"]["mac_ratio"] > 1
+    assert data[1]["rounds"] == 2  # the default 5, capped by the 2 throughput runs
+
+    # --rounds: the runs split into that many rounds (fewer rounds, more runs each)
+    rc = main(["profile", str(tmp_path / "teacher"), str(tmp_path / "student"), "--latency-runs", "6",
+               "--throughput-batch", "8", "--throughput-runs", "6", "--rounds", "3", "--out", str(tmp_path / "r.json")])
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert rc == 0 and [d["rounds"] for d in data] == [3, 3] and len(data[0]["latency_ms_rounds"]) == 3
 
     assert main(["profile", str(tmp_path / "missing")]) == 1
     assert main(["profile", str(tmp_path / "teacher"), "--latency-runs", "0"]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "latency_runs" in err
+    assert main(["profile", str(tmp_path / "teacher"), "--rounds", "0"]) == 2
+    assert "rounds" in capsys.readouterr().err
+    for bad in (0, True, 2.0):
+        with pytest.raises((ValueError, TypeError), match="rounds"):
+            ProfileConfig(rounds=bad)
 
 
 class Clocked(nn.Module):

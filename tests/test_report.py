@@ -164,3 +164,41 @@ def test_make_report_times_its_generators_together_in_interleaved_rounds(tmp_pat
     assert len(calls) == 1 and len(calls[0]) == 2  # one interleaved timing of both, not one profile() each
     profiles = json.loads((tmp_path / "rep" / "report.json").read_text())["profiles"]
     assert [p["rounds"] for p in profiles] == [2, 2]
+
+
+def test_plot_labels_never_overlap_and_stay_near_their_points():
+    from gandistill.report import spread_labels
+
+    far = [0.1, 0.5, 0.9]
+    assert spread_labels(far, 0.05) == far  # nothing to move
+    ys = [0.40, 0.41, 0.405, 0.9, 0.99, 0.985, 0.0]
+    out = spread_labels(ys, 0.06, low=0.02, high=0.98)
+    ordered = sorted(out)
+    assert all(b - a >= 0.06 - 1e-12 for a, b in zip(ordered, ordered[1:], strict=False))
+    assert 0.02 <= min(out) and max(out) <= 0.98
+    # the labels keep their points' order, and a lone point's label sits at it
+    assert sorted(range(len(ys)), key=ys.__getitem__) == sorted(range(len(out)), key=out.__getitem__)
+    assert out[-1] == 0.02
+    # more labels than fit: evenly spaced from the bottom, still apart
+    many = spread_labels([0.5] * 30, 0.05, 0.0, 1.0)
+    assert sorted(many) == pytest.approx([0.05 * k for k in range(30)])
+
+
+def test_models_at_one_cost_get_their_own_panel(tmp_path):
+    from PIL import Image
+
+    from gandistill.report import plot_fid_vs_macs, same_cost_group
+
+    def row(name, macs, fid):
+        return {"model": name, "width": 0.25, "macs": macs, "fid": {"key": "fid1k[x]", "mean": fid, "std": None},
+                "kid": None}
+
+    rows = [row("teacher", 17e6, 6.0), row("a", 1.22e6, 49.6), row("b", 1.225e6, 48.9), row("c", 1.22e6, 43.7),
+            row("w0.5", 4.5e6, 23.0)]
+    assert [r["model"] for r in same_cost_group(rows)] == ["a", "b", "c"]
+    assert same_cost_group(rows[:3] + rows[4:]) == []  # two at one cost: the scatter labels suffice
+    with_panel, without = tmp_path / "with.png", tmp_path / "without.png"
+    assert plot_fid_vs_macs(rows, with_panel) == with_panel
+    plot_fid_vs_macs(rows[:3], without)
+    with Image.open(with_panel) as a, Image.open(without) as b:
+        assert a.width > b.width  # the second panel

@@ -111,3 +111,24 @@ def test_runs_record_their_wall_time_and_threads_and_are_skipped_when_done(tmp_p
     assert results.main(argv) == 0  # finished runs are not run again
     assert capsys.readouterr().out.splitlines() == ["distill-w0.5: done", "scratch-w0.5: done"]
     assert json.loads((out / "timings.json").read_text()) == timings
+
+
+def test_plot_rows_come_from_the_table_as_printed(tmp_path):
+    """--plot-from reads back what readme_table() wrote: every row, its MACs and its first FID column."""
+    results = load_script("results")
+    report = {"profiles": [{"model": n, "params": 10, "macs": m, "throughput_img_s": 1.0, "throughput_batch": 64}
+                           for n, m in (("teacher", 17.45e6), ("distill-w0.25", 1.22e6), ("ablate-no-pixel", 1.22e6))],
+              "results": [{"model": n, "metrics": {"fid10k[fmnist-cnn]": f, "kid10k[fmnist-cnn]": 0.1}}
+                          for n, f in (("teacher", 6.343), ("distill-w0.25", 49.58), ("ablate-no-pixel", 48.96))]}
+    table = results.readme_table(report, [], {})
+    rows = results.rows_from_table("# title\n\n" + table + "\nafter\n| not | a | row |\n")
+    assert [(r["model"], r["width"], r["macs"], r["fid"]["mean"]) for r in rows] == [
+        ("teacher", 1.0, 17.45e6, 6.343), ("distill-w0.25", 0.25, 1.22e6, 49.58), ("ablate-no-pixel", 0.25, 1.22e6, 48.96)]
+    assert rows[0]["fid"]["key"] == "fid10k[fmnist-cnn]"
+    assert results.main(["--plot-from", str(_write(tmp_path / "t.md", table)), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "fid_vs_macs.png").stat().st_size > 10_000
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
