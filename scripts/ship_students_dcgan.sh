@@ -1,50 +1,70 @@
 #!/usr/bin/env bash
-# Ship pretrained/dcgan-fmnist-student-w{W} from the distill runs of scripts/results.py (the students of the
-# README's results table, distilled with the defaults at the table's step budget): copy the student, evaluate
-# it once on the test split (paired with the teacher for PSNR/SSIM), and write its card from those measurements.
-#   scripts/ship_students_dcgan.sh "<machine, in words>" [W ...]      # default widths: 0.25 0.5
+# Ship pretrained/dcgan-fmnist-student-w{W} from a finished distill run: copy the student, evaluate it once on
+# the test split (paired with the teacher for PSNR/SSIM), and write its card from those measurements.
+#   scripts/ship_students_dcgan.sh "<machine, in words>" [W | W=RUN ...]   # default: 0.25 0.5
+# A bare W ships $RESULTS/distill-wW (scripts/results.py's run); W=RUN ships any run folder, e.g. one of
+# scripts/recipe.py's. The command comes from commands.md beside the run (results.py and recipe.py write it;
+# write it by hand for a run started by hand), the wall time from timings.json there or else from the run's
+# progress logs RUN.out* (tqdm's elapsed time of each segment, summed).
 # It refuses a student whose recorded teacher weights are not the shipped teacher's (retrained since), and puts
 # a previously shipped folder back when the evaluation or the card fails.
 set -euo pipefail
-MACHINE=${1:?usage: scripts/ship_students_dcgan.sh "<machine, in words>" [W ...]}
+MACHINE=${1:?usage: scripts/ship_students_dcgan.sh "<machine, in words>" [W | W=RUN ...]}
 shift
-WIDTHS=("$@")
-[ ${#WIDTHS[@]} -gt 0 ] || WIDTHS=(0.25 0.5)
+SPECS=("$@")
+[ ${#SPECS[@]} -gt 0 ] || SPECS=(0.25 0.5)
 RESULTS=${RESULTS:-runs/results}
 TEACHER=${TEACHER:-pretrained/dcgan-fmnist}
+INCEPTION_N=${INCEPTION_N:-1000}
 mkdir -p runs/ship
-for W in "${WIDTHS[@]}"; do
-  W=$(printf '%g' "$W")  # results.py names its runs with {w:g}: 0.50 -> distill-w0.5
-  RUN=$RESULTS/distill-w$W
+for SPEC in "${SPECS[@]}"; do
+  W=$(printf '%g' "${SPEC%%=*}")  # results.py names its runs with {w:g}: 0.50 -> distill-w0.5
+  if [[ $SPEC == *=* ]]; then RUN=${SPEC#*=}; else RUN=$RESULTS/distill-w$W; fi
   DEST=pretrained/dcgan-fmnist-student-w$W
   EVAL=runs/ship/eval-dcgan-fmnist-student-w$W.json
+  EVAL_INCEPTION=runs/ship/eval-dcgan-fmnist-student-w$W-inception$INCEPTION_N.json
+  EVAL_INCEPTION_ARG=$([ "$INCEPTION_N" -gt 0 ] && echo 1 || true)
   # the run's facts, checked before anything is written: finished, distilled from this teacher's weights
-  FACTS=$(python - "$RUN" "$TEACHER" "$RESULTS" <<'PY'
-import json, sys
+  FACTS=$(python - "$RUN" "$TEACHER" "$W" <<'PY'
+import json, re, sys
 from pathlib import Path
 sys.path.insert(0, "scripts")
 from results import teacher_of, threads_text  # the same rules as the results table's
 from gandistill.checkpoint import weights_sha256
-run, teacher, results = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+run, teacher, width = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes
-    sys.exit(f"{run}: no finished student; run scripts/results.py first")
+    sys.exit(f"{run}: no finished student")
 meta = json.loads((run / "student" / "config.json").read_text())
+cfg = meta["extra"]["distill"]
+if cfg["width"] != width:
+    sys.exit(f"{run}: a width-{cfg['width']:g} student, not {width:g}")
 recorded, shipped = teacher_of(run), weights_sha256(teacher)
 if recorded != shipped:
     sys.exit(f"{run}: distilled from teacher weights {recorded}, but {teacher} is now {shipped}; "
-             f"delete {run} and rerun scripts/results.py")
-timings, commands = results / "timings.json", results / "commands.md"
+             f"distill it again")
+timings, commands = run.parent / "timings.json", run.parent / "commands.md"
 wall = json.loads(timings.read_text()).get(run.name) if timings.is_file() else None
+if wall is not None:
+    wall_text = f"about {round(wall['seconds'] / 60)} min with {threads_text(wall)} torch threads"
+else:  # tqdm's elapsed time at the end of each segment's log: [MM:SS<...] or [H:MM:SS<...]
+    minutes = 0.0
+    for log in sorted(run.parent.glob(run.name + ".out*")):
+        stamps = re.findall(r"\[(?:(\d+):)?(\d+):(\d+)<", log.read_text(errors="replace"))
+        if stamps:
+            h, m, s = stamps[-1]
+            minutes += int(h or 0) * 60 + int(m) + int(s) / 60
+    wall_text = f"about {round(minutes)} min (its logged segments)" if minutes else None
 lines = commands.read_text().splitlines() if commands.is_file() else []
 command = next((line.split("`")[3] for line in lines if line.startswith(f"- `{run.name}`")), None)
-if wall is None or command is None:
-    sys.exit(f"{run}: no wall time in {timings} or no command in {commands} (scripts/results.py writes both)")
-cfg = meta["extra"]["distill"]
-print(cfg["steps"], cfg["batch_size"], round(wall["seconds"] / 60), threads_text(wall), shipped)
+if wall_text is None or command is None:
+    sys.exit(f"{run}: no wall time (timings.json or {run.name}.out logs) or no command in {commands}")
+print(cfg["steps"], cfg["batch_size"], cfg["seed"], cfg["g_lr"], cfg["lr_schedule"], shipped)
+print(wall_text)
 print(command)
 PY
 )
-  read -r STEPS BATCH MINUTES THREADS TEACHER_SHA <<< "$(head -n 1 <<< "$FACTS")"
+  read -r STEPS BATCH SEED LR SCHEDULE TEACHER_SHA <<< "$(head -n 1 <<< "$FACTS")"
+  WALL=$(sed -n 2p <<< "$FACTS")
   COMMAND=$(tail -n 1 <<< "$FACTS")
   # swap the new folder in; the old one comes back if the evaluation or the card fails
   rm -rf "$DEST.tmp" "$DEST.old" && mkdir -p "$DEST.tmp"
@@ -52,19 +72,25 @@ PY
   if [ -d "$DEST" ]; then mv "$DEST" "$DEST.old"; fi
   mv "$DEST.tmp" "$DEST"
   trap 'rm -rf "$DEST"; if [ -d "$DEST.old" ]; then mv "$DEST.old" "$DEST"; fi' ERR
-  rm -f "$EVAL"
+  rm -f "$EVAL" "$EVAL_INCEPTION"
   gandistill eval "$DEST" --num-samples 10000 --extractor fmnist-cnn --split test --teacher "$TEACHER" \
     --paired 1000 --out "$EVAL"
+  # the independent check: Inception features on INCEPTION_N images (~0.2-0.4 s each on a 2-core CPU; 0 skips)
+  if [ "$INCEPTION_N" -gt 0 ]; then
+    gandistill eval "$DEST" --num-samples "$INCEPTION_N" --extractor inception --metrics fid,kid --split test \
+      --paired 0 --out "$EVAL_INCEPTION"
+  fi
+  if [ "$SCHEDULE" = constant ]; then OPT="lr $LR, constant"; else OPT="lr $LR, $SCHEDULE decay to 0"; fi
   python scripts/card.py "$DEST" --title "dcgan-fmnist-student-w$W: a width-$W student of dcgan-fmnist" \
     --about "A DCGAN generator with every hidden layer at $W of the teacher's channels, initialised from the \
 teacher's largest-L1 filters and distilled from \`$TEACHER\` (generator weights sha256 \`$TEACHER_SHA\`) with \
-\`gandistill distill\`'s default losses: it draws nearly the teacher's image for the same z. It is the \
-\`distill-w$W\` row of the README's results table. Load it with \`gandistill.from_pretrained(\"$DEST\")\`; \
-\`gandistill info $DEST\` shows its lineage and kept channels." \
-    --command "$COMMAND   # one row of: python scripts/results.py --teacher $TEACHER --out $RESULTS" \
-    --steps "$STEPS steps at batch $BATCH (the results table's budget; every loss weight and learning rate at \
-its default), on the same z as the teacher, real images from the train split for the adversarial term" \
-    --wall-time "about $MINUTES min with $THREADS torch threads on $MACHINE" --eval "$EVAL"
+\`gandistill distill\`'s default losses: it draws nearly the teacher's image for the same z. Load it with \
+\`gandistill.from_pretrained(\"$DEST\")\`; \`gandistill info $DEST\` shows its lineage and kept channels. \
+How these students compare with other budgets, seeds and recipes: docs/recipe.md." \
+    --command "$COMMAND   # from $(dirname "$RUN")/commands.md" \
+    --steps "$STEPS steps at batch $BATCH, seed $SEED ($OPT; every loss weight at its default), on the same z \
+as the teacher, real images from the train split for the adversarial term" \
+    --wall-time "$WALL on $MACHINE" --eval "$EVAL" ${EVAL_INCEPTION_ARG:+--eval "$EVAL_INCEPTION"}
   trap - ERR
   rm -rf "$DEST.old"
 done

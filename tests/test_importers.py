@@ -5,6 +5,8 @@ from torch import nn
 
 from gandistill.importers import import_checkpoint
 
+from .conftest import load_script
+
 # --- the PyTorch DCGAN example's layout, built here as plain nn.Sequential modules ---------------------------
 
 class TutorialG(nn.Module):
@@ -375,3 +377,24 @@ def test_malicious_pickles_run_nothing(tmp_path, monkeypatch, evil):
         with pytest.raises(ValueError, match=r"unsafe pickle \(refused to load (posix\.system|builtins\.exec)"):
             import_checkpoint(tmp_path / name)
     assert not (tmp_path / "PWNED_MARKER").exists()
+
+
+def test_the_tutorial_script_writes_a_generator_only_checkpoint_that_imports_exactly(tmp_path, tiny_fmnist):
+    """scripts/tutorial_dcgan.py (the stand-in for a user's checkpoint in docs/importing.md) trains that layout
+    and saves it as the tutorial does; the import draws its images."""
+    script = load_script("tutorial_dcgan")
+    out = tmp_path / "netG.pth"
+    assert script.main(["--steps", "2", "--batch-size", "4", "--ngf", "4", "--ndf", "4", "--nz", "8",
+                        "--data-root", str(tiny_fmnist), "--out", str(out)]) == 0
+    assert script.main(["--steps", "1", "--data-root", str(tiny_fmnist), "--out", str(out)]) == 1  # no overwrite
+    saved = torch.load(out, weights_only=True)
+    assert set(saved) == {"epoch", "netG_state_dict"} and "main.0.weight" in saved["netG_state_dict"]
+    imported = import_checkpoint(out)
+    cfg = imported.generator.config
+    assert imported.discriminator is None
+    assert (cfg.resolution, cfg.channels, cfg.z_dim, cfg.base_channels, cfg.image_bias) == (64, 3, 8, 4, False)
+    g = script.TutorialGenerator(8, 4)
+    g.load_state_dict(saved["netG_state_dict"])
+    z = torch.randn(5, 8)
+    with torch.no_grad():
+        assert (imported.generator(z) - g.eval()(z[:, :, None, None])).abs().max() <= 1e-5
