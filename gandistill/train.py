@@ -253,6 +253,18 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
 
     # --- set up: devices, ranks, seeds, output ---
     rank, world, device = _setup_distributed(cfg.device)
+    if not (Path(cfg.teacher) / "discriminator").is_dir() and (cfg.disc_feature > 0 or cfg.disc_kl > 0):
+        # most published checkpoints hold the generator only: run without the terms that need its discriminator
+        # (the config saved with the state and the student records them as 0) rather than stop; decided before
+        # the output folder is made, so that a run that cannot start leaves nothing behind
+        if not any((cfg.pixel, cfg.feature, cfg.perceptual, cfg.class_kl, cfg.adversarial)):
+            raise ValueError(f"{cfg.teacher} has no discriminator/, so disc_feature and disc_kl cannot be used, "
+                             f"and every other loss weight is 0: give pixel, feature or adversarial a weight")
+        if rank == 0:
+            print(f"note: {cfg.teacher} has no discriminator/: disc_feature and disc_kl are off"
+                  + ("; the adversarial term trains a fresh discriminator" if cfg.adversarial > 0 else ""),
+                  file=sys.stderr)
+        cfg = cfg.replace(disc_feature=0.0, disc_kl=0.0)
     out = Path(cfg.out)
     state_path = _check_out(out, cfg, rank)
     torch.manual_seed(cfg.seed * 1000 + rank)
@@ -275,14 +287,6 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     student_ema = copy.deepcopy(student).eval().requires_grad_(False) if cfg.ema else None
 
     # --- discriminators: a frozen one for disc_feature / disc_kl, a trained one for the adversarial term ---
-    if teacher_d is None and (cfg.disc_feature > 0 or cfg.disc_kl > 0):
-        # most published checkpoints hold the generator only: run without the terms that need its discriminator
-        # (the config saved with the state and the student records them as 0) rather than stop
-        if rank == 0:
-            print(f"note: {cfg.teacher} has no discriminator/: disc_feature and disc_kl are off"
-                  + ("; the adversarial term trains a fresh discriminator" if cfg.adversarial > 0 else ""),
-                  file=sys.stderr)
-        cfg = cfg.replace(disc_feature=0.0, disc_kl=0.0)
     need_d_kd = cfg.disc_feature > 0 or cfg.disc_kl > 0
     D_kd = teacher_d.eval().requires_grad_(False) if teacher_d is not None else None
     D = None

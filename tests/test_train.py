@@ -200,6 +200,14 @@ def test_distill_without_teacher_discriminator(tmp_path, capsys):
     assert resumed.step == 3
 
 
+def test_a_generator_only_teacher_with_only_disc_terms_is_refused_before_anything_is_written(tmp_path):
+    save_gan(tiny_generator("dcgan"), None, tmp_path / "gonly")
+    with pytest.raises(ValueError, match="has no discriminator/, so disc_feature and disc_kl cannot be used"):
+        distill(teacher=str(tmp_path / "gonly"), out=str(tmp_path / "runs" / "d"), steps=2,
+                **{**FAST, "pixel": 0.0, "feature": 0.0, "adversarial": 0.0, "disc_kl": 1.0})
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("bad,field", [
     (dict(steps=-1), "steps"), (dict(width=0.0), "width"), (dict(kl_temperature=0.0), "kl_temperature"),
     (dict(init="best"), "init"), (dict(batch_size=0), "batch_size"), (dict(adv_loss="wgan"), "adv_loss"),
