@@ -7,6 +7,7 @@ first and then writes the same files plus sample grids.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -209,13 +210,13 @@ def plot_fid_vs_macs(rows: list[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2 if group else 1, figsize=(11.5 if group else 7.5, 4.8), dpi=120, squeeze=False,
                              gridspec_kw={"width_ratios": [1.9, 1]} if group else None)
     ax = axes[0][0]
-    colors = plt.get_cmap("tab20").colors
+    colors = plt.get_cmap("tab10" if len(points) <= 10 else "tab20").colors
     for i, r in enumerate(points):
         ax.errorbar(r["macs"], r[prefix]["mean"], yerr=r[prefix]["std"] or 0.0, fmt="o", capsize=3,
                     color=colors[i % len(colors)])
     ax.set_xscale("log")
     xs = [r["macs"] for r in points]
-    ax.set_xlim(min(xs) / 1.6, max(xs) * 4)  # room on the right of the rightmost point for its label
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 1.8)
     top = max(r[prefix]["mean"] + (r[prefix]["std"] or 0) for r in points)
     ax.set_ylim(0, top * 1.08)
     ax.figure.canvas.draw()  # fixes the limits, so data heights convert to axes fractions
@@ -224,9 +225,12 @@ def plot_fid_vs_macs(rows: list[dict], path: Path) -> Path | None:
     gap = min(0.065, 0.98 / len(points))
     label_y = spread_labels(fracs, gap, low=0.02, high=0.98)
     text_at = blended_transform_factory(ax.transData, ax.transAxes)
+    lo, hi = (math.log(v) for v in ax.get_xlim())
     for r, frac, ly in zip(points, fracs, label_y, strict=True):
         moved = abs(ly - frac) > gap / 3
-        ax.annotate(_point_label(r), xy=(r["macs"], frac), xycoords=text_at, xytext=(r["macs"] * 1.25, ly),
+        left = (math.log(r["macs"]) - lo) / (hi - lo) > 0.65  # near the right edge: the label goes on the left
+        ax.annotate(_point_label(r), xy=(r["macs"], frac), xycoords=text_at,
+                    xytext=(r["macs"] / 1.25 if left else r["macs"] * 1.25, ly), ha="right" if left else "left",
                     textcoords=text_at, fontsize=8, va="center",
                     arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5"} if moved else None)
     ax.set_xlabel("MACs per generated image (multiply-accumulates, log scale)")
