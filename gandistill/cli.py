@@ -277,7 +277,8 @@ def _add_rounds_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=ProfileConfig.rounds,
                    help="the timed runs are split into this many rounds in which the models take turns; the "
                         "spread across rounds is reported and a speed-up it cannot support is called "
-                        "inconclusive (default: %(default)s)")
+                        "inconclusive (at most one round per latency and per throughput run; 1 round has no "
+                        "spread) (default: %(default)s)")
 
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:

@@ -201,10 +201,15 @@ def plot_fid_vs_macs(rows: list[dict], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.transforms import blended_transform_factory
 
+    def finite(v) -> bool:
+        return v is not None and math.isfinite(v)
+
     prefix = "fid" if any(r["fid"] and r["fid"]["mean"] is not None for r in rows) else "kid"
-    points = [r for r in rows if r[prefix] and r[prefix]["mean"] is not None and r["macs"]]
+    points = [r for r in rows if r[prefix] and finite(r[prefix]["mean"]) and finite(r["macs"]) and r["macs"] > 0]
     if not points:
         return None
+    mean = [r[prefix]["mean"] for r in points]
+    std = [r[prefix]["std"] if finite(r[prefix]["std"]) else 0.0 for r in points]  # one seed: no error bar
     key = points[0][prefix]["key"]
     group = same_cost_group(points)
     fig, axes = plt.subplots(1, 2 if group else 1, figsize=(11.5 if group else 7.5, 4.8), dpi=120, squeeze=False,
@@ -212,47 +217,54 @@ def plot_fid_vs_macs(rows: list[dict], path: Path) -> Path | None:
     ax = axes[0][0]
     colors = plt.get_cmap("tab10" if len(points) <= 10 else "tab20").colors
     for i, r in enumerate(points):
-        ax.errorbar(r["macs"], r[prefix]["mean"], yerr=r[prefix]["std"] or 0.0, fmt="o", capsize=3,
-                    color=colors[i % len(colors)])
+        ax.errorbar(r["macs"], mean[i], yerr=std[i], fmt="o", capsize=3, color=colors[i % len(colors)])
     ax.set_xscale("log")
     xs = [r["macs"] for r in points]
     ax.set_xlim(min(xs) / 1.6, max(xs) * 1.8)
-    top = max(r[prefix]["mean"] + (r[prefix]["std"] or 0) for r in points)
-    ax.set_ylim(0, top * 1.08)
-    ax.figure.canvas.draw()  # fixes the limits, so data heights convert to axes fractions
+    low = min(0.0, *(m - e for m, e in zip(mean, std, strict=True)))  # KID can be negative
+    high = max(m + e for m, e in zip(mean, std, strict=True))
+    span = (high - low) or abs(high) or 1.0
+    ax.set_ylim(low - (0.04 * span if low < 0 else 0.0), high + 0.08 * span)
     y0, y1 = ax.get_ylim()
-    fracs = [(r[prefix]["mean"] - y0) / (y1 - y0) for r in points]
+    fracs = [(m - y0) / (y1 - y0) for m in mean]
     gap = min(0.065, 0.98 / len(points))
     label_y = spread_labels(fracs, gap, low=0.02, high=0.98)
     text_at = blended_transform_factory(ax.transData, ax.transAxes)
-    lo, hi = (math.log(v) for v in ax.get_xlim())
+    labels = []
     for r, frac, ly in zip(points, fracs, label_y, strict=True):
         moved = abs(ly - frac) > gap / 3
-        left = (math.log(r["macs"]) - lo) / (hi - lo) > 0.65  # near the right edge: the label goes on the left
-        ax.annotate(_point_label(r), xy=(r["macs"], frac), xycoords=text_at,
-                    xytext=(r["macs"] / 1.25 if left else r["macs"] * 1.25, ly), ha="right" if left else "left",
-                    textcoords=text_at, fontsize=8, va="center",
-                    arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5"} if moved else None)
+        labels.append(ax.annotate(_point_label(r), xy=(r["macs"], frac), xycoords=text_at,
+                                  xytext=(r["macs"] * 1.25, ly), textcoords=text_at, fontsize=8, va="center",
+                                  arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.5"} if moved else None))
     ax.set_xlabel("MACs per generated image (multiply-accumulates, log scale)")
     ax.set_ylabel(f"{key} (lower is better)")
     ax.set_title(f"{key} against compute (left is cheaper)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     if group:
         bx = axes[0][1]
-        group = sorted(group, key=lambda r: r[prefix]["mean"])
-        means = [r[prefix]["mean"] for r in group]
-        stds = [r[prefix]["std"] for r in group]
-        bx.barh(range(len(group)), means, xerr=[v or 0.0 for v in stds] if any(stds) else None, capsize=3,
-                color=[colors[points.index(r) % len(colors)] for r in group])
-        bx.set_yticks(range(len(group)), [_point_label(r) for r in group], fontsize=8)
+        order = sorted(range(len(points)), key=lambda i: mean[i])
+        order = [i for i in order if points[i] in group]
+        values = [mean[i] for i in order]
+        bx.barh(range(len(order)), values, xerr=[std[i] for i in order] if any(std[i] for i in order) else None,
+                capsize=3, color=[colors[i % len(colors)] for i in order])
+        bx.set_yticks(range(len(order)), [_point_label(points[i]) for i in order], fontsize=8)
         bx.invert_yaxis()
-        for k, m in enumerate(means):
-            bx.text(m, k, f" {m:.4g}", va="center", fontsize=8)
-        bx.set_xlim(0, max(means) * 1.25)
+        for k, v in enumerate(values):
+            bx.text(v, k, f" {v:.4g}", va="center", fontsize=8)
+        bar_low, bar_high = min(0.0, *values), max(0.0, *(mean[i] + std[i] for i in order))
+        bar_span = (bar_high - bar_low) or 1.0
+        bx.set_xlim(bar_low - (0.1 * bar_span if bar_low < 0 else 0.0), bar_high + 0.25 * bar_span)
         bx.set_xlabel(key)
-        bx.set_title(f"the {len(group)} models at {group[0]['macs'] / 1e6:.3g}M MACs", fontsize=10)
+        bx.set_title(f"the {len(order)} models at {points[order[0]]['macs'] / 1e6:.3g}M MACs", fontsize=10)
         bx.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
+    # a label that would run past the right edge of the axes goes on the left of its point instead
+    renderer = fig.canvas.get_renderer()
+    right_edge = ax.get_window_extent(renderer).x1
+    for r, text in zip(points, labels, strict=True):
+        if text.get_window_extent(renderer).x1 > right_edge:
+            text.set_position((r["macs"] / 1.25, text.get_position()[1]))
+            text.set_horizontalalignment("right")
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path
@@ -316,6 +328,8 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
            rounds: int = ProfileConfig.rounds, sample_num: int = 64, title: str = "gandistill: teacher vs students", verbose: bool = False
            ) -> dict[str, Path]:
     """Evaluate, profile and sample ``generators`` (modules or directories), then write_report() into ``out``."""
+    if profile:  # a bad timing setting fails now, not after the evaluation
+        ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch, rounds=rounds)
     items = [generators] if isinstance(generators, (str, os.PathLike)) else list(generators)
     models = [from_pretrained(g, "generator") if isinstance(g, (str, os.PathLike)) else g for g in items]
     labels = list(names) if names is not None else [str(g) if isinstance(g, (str, os.PathLike)) else None

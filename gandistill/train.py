@@ -253,7 +253,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
 
     # --- set up: devices, ranks, seeds, output ---
     rank, world, device = _setup_distributed(cfg.device)
-    if not (Path(cfg.teacher) / "discriminator").is_dir() and (cfg.disc_feature > 0 or cfg.disc_kl > 0):
+    teacher_dir = Path(cfg.teacher)
+    if teacher_dir.is_dir() and not (teacher_dir / "discriminator").is_dir() and (cfg.disc_feature or cfg.disc_kl):
         # most published checkpoints hold the generator only: run without the terms that need its discriminator
         # (the config saved with the state and the student records them as 0) rather than stop; decided before
         # the output folder is made, so that a run that cannot start leaves nothing behind

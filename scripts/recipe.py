@@ -90,7 +90,7 @@ def main(argv=None) -> int:
                     cmd.append("--resume")
                 commands.write(f"- `{run_dir(args, name, seed).name}`: `{' '.join(cmd)}`\n")
                 commands.flush()
-                log = open(out / f"{run_dir(args, name, seed).name}.out", "w")
+                log = open(out / f"{run_dir(args, name, seed).name}.out", "a")  # a resumed run: another segment
                 running.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT),
                                 run_dir(args, name, seed).name, time.time()))
             time.sleep(5)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -138,16 +139,21 @@ def write_table(out: Path) -> None:
 def rows_from_table(text: str) -> list[dict]:
     """Plot rows (model, width, MACs, the first fid/kid column) from a table written by readme_table()."""
     lines = [line for line in text.splitlines() if line.startswith("|")]
-    start = next(i for i, line in enumerate(lines) if "MACs/img" in line and "`" not in line)
+    start = next((i for i, line in enumerate(lines) if "MACs/img" in line and "`" not in line), None)
+    if start is None:
+        raise ValueError("no results table (a header with MACs/img) found")
     head = [c.strip() for c in lines[start].strip("|").split("|")]
-    col = next(i for i, c in enumerate(head) if c.startswith(("fid", "kid")))
+    col = next((i for i, c in enumerate(head) if c.startswith(("fid", "kid"))), None)
+    if col is None:
+        raise ValueError(f"the results table has no fid or kid column: {head}")
     rows = []
     for line in lines[start + 2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) != len(head) or not cells[1].startswith("`"):
             break
         name = cells[1].strip("`")
-        width = 1.0 if name == "teacher" else float(name.split("-w")[-1]) if "-w" in name else None
+        width = re.search(r"-w([0-9.]+)(?:-|$)", name)
+        width = 1.0 if name == "teacher" else float(width.group(1)) if width else None
         value = {"key": head[col], "mean": float(cells[col]), "std": None}
         rows.append({"model": name, "width": width, "macs": float(cells[3].removesuffix("M")) * 1e6,
                      "fid" if head[col].startswith("fid") else "kid": value})
@@ -195,6 +201,9 @@ def main(argv=None) -> int:
     if args.plot_from:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         path = plot_fid_vs_macs(rows_from_table(Path(args.plot_from).read_text()), Path(args.out) / "fid_vs_macs.png")
+        if path is None:
+            print(f"{args.plot_from}: no row with a finite value to plot", file=sys.stderr)
+            return 1
         print(f"written {path}")
         return 0
     if args.table_only:

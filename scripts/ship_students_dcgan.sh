@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, "scripts")
 from results import teacher_of, threads_text  # the same rules as the results table's
 from gandistill.checkpoint import weights_sha256
+from gandistill.config import DistillConfig
 run, teacher, width = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes
     sys.exit(f"{run}: no finished student")
@@ -46,32 +47,52 @@ timings, commands = run.parent / "timings.json", run.parent / "commands.md"
 wall = json.loads(timings.read_text()).get(run.name) if timings.is_file() else None
 if wall is not None:
     wall_text = f"about {round(wall['seconds'] / 60)} min with {threads_text(wall)} torch threads"
-else:  # tqdm's elapsed time at the end of each segment's log: [MM:SS<...] or [H:MM:SS<...]
+else:  # tqdm's elapsed time, [MM:SS<...] or [H:MM:SS<...]: each segment's last value, summed over the logs
     minutes = 0.0
     for log in sorted(run.parent.glob(run.name + ".out*")):
-        stamps = re.findall(r"\[(?:(\d+):)?(\d+):(\d+)<", log.read_text(errors="replace"))
-        if stamps:
-            h, m, s = stamps[-1]
-            minutes += int(h or 0) * 60 + int(m) + int(s) / 60
+        stamps = [int(h or 0) * 60 + int(m) + int(s) / 60
+                  for h, m, s in re.findall(r"\[(?:(\d+):)?(\d+):(\d+)<", log.read_text(errors="replace"))]
+        # a log appended to by a resumed run starts again from 0: a drop ends a segment
+        minutes += sum(a for a, b in zip(stamps, stamps[1:]) if b < a) + (stamps[-1] if stamps else 0.0)
     wall_text = f"about {round(minutes)} min (its logged segments)" if minutes else None
+defaults = DistillConfig()
+changed = [f"{k} {cfg.get(k)}" for k in ("pixel", "pixel_kind", "feature", "feature_kind", "disc_feature", "disc_kl",
+                                        "perceptual", "class_kl", "adversarial", "adv_loss", "init", "data", "split",
+                                        "ema", "ema_decay", "beta1", "beta2")
+           if cfg.get(k) != getattr(defaults, k)]
+if cfg["d_lr"] != cfg["g_lr"]:  # the card states one learning rate
+    changed.append(f"d_lr {cfg['d_lr']}")
 lines = commands.read_text().splitlines() if commands.is_file() else []
 command = next((line.split("`")[3] for line in lines if line.startswith(f"- `{run.name}`")), None)
 if wall_text is None or command is None:
     sys.exit(f"{run}: no wall time (timings.json or {run.name}.out logs) or no command in {commands}")
-print(cfg["steps"], cfg["batch_size"], cfg["seed"], cfg["g_lr"], cfg["lr_schedule"], shipped)
+print(cfg["steps"], cfg["batch_size"], cfg["seed"], cfg["g_lr"], cfg.get("lr_schedule", "constant"), cfg["init"],
+      shipped)
 print(wall_text)
+print("; ".join(changed) if changed else "-")
 print(command)
 PY
 )
-  read -r STEPS BATCH SEED LR SCHEDULE TEACHER_SHA <<< "$(head -n 1 <<< "$FACTS")"
+  read -r STEPS BATCH SEED LR SCHEDULE INIT TEACHER_SHA <<< "$(head -n 1 <<< "$FACTS")"
   WALL=$(sed -n 2p <<< "$FACTS")
+  CHANGED=$(sed -n 3p <<< "$FACTS")
+  if [ "$CHANGED" = - ]; then
+    LOSSES="\`gandistill distill\`'s default losses"; WEIGHTS="every loss weight at its default"
+  else
+    LOSSES="\`gandistill distill\` (not at its defaults: $CHANGED)"; WEIGHTS="not at the defaults: $CHANGED"
+  fi
   COMMAND=$(tail -n 1 <<< "$FACTS")
-  # swap the new folder in; the old one comes back if the evaluation or the card fails
-  rm -rf "$DEST.tmp" "$DEST.old" && mkdir -p "$DEST.tmp"
+  if [ "$INIT" = l1 ]; then INHERITS="initialised from the teacher's largest-L1 filters"
+  else INHERITS="initialised from the teacher with \`--init $INIT\`"; fi
+  # swap the new folder in; the old one comes back if the evaluation or the card fails or is interrupted
+  restore() { rm -rf "$DEST"; if [ -d "$DEST.old" ]; then mv "$DEST.old" "$DEST"; fi; }
+  if [ -d "$DEST.old" ]; then restore; fi  # an earlier ship of this width was interrupted: put it back first
+  rm -rf "$DEST.tmp" && mkdir -p "$DEST.tmp"
   cp "$RUN/student/config.json" "$RUN/student/model.safetensors" "$DEST.tmp/"
   if [ -d "$DEST" ]; then mv "$DEST" "$DEST.old"; fi
   mv "$DEST.tmp" "$DEST"
-  trap 'rm -rf "$DEST"; if [ -d "$DEST.old" ]; then mv "$DEST.old" "$DEST"; fi' ERR
+  trap restore ERR
+  trap 'restore; exit 130' INT TERM
   rm -f "$EVAL" "$EVAL_INCEPTION"
   gandistill eval "$DEST" --num-samples 10000 --extractor fmnist-cnn --split test --teacher "$TEACHER" \
     --paired 1000 --out "$EVAL"
@@ -82,15 +103,14 @@ PY
   fi
   if [ "$SCHEDULE" = constant ]; then OPT="lr $LR, constant"; else OPT="lr $LR, $SCHEDULE decay to 0"; fi
   python scripts/card.py "$DEST" --title "dcgan-fmnist-student-w$W: a width-$W student of dcgan-fmnist" \
-    --about "A DCGAN generator with every hidden layer at $W of the teacher's channels, initialised from the \
-teacher's largest-L1 filters and distilled from \`$TEACHER\` (generator weights sha256 \`$TEACHER_SHA\`) with \
-\`gandistill distill\`'s default losses: it draws nearly the teacher's image for the same z. Load it with \
+    --about "A DCGAN generator with every hidden layer at $W of the teacher's channels, $INHERITS and \
+distilled from \`$TEACHER\` (generator weights sha256 \`$TEACHER_SHA\`) with $LOSSES: it draws nearly the teacher's image for the same z. Load it with \
 \`gandistill.from_pretrained(\"$DEST\")\`; \`gandistill info $DEST\` shows its lineage and kept channels. \
 How these students compare with other budgets, seeds and recipes: docs/recipe.md." \
     --command "$COMMAND   # from $(dirname "$RUN")/commands.md" \
-    --steps "$STEPS steps at batch $BATCH, seed $SEED ($OPT; every loss weight at its default), on the same z \
+    --steps "$STEPS steps at batch $BATCH, seed $SEED ($OPT; $WEIGHTS), on the same z \
 as the teacher, real images from the train split for the adversarial term" \
     --wall-time "$WALL on $MACHINE" --eval "$EVAL" ${EVAL_INCEPTION_ARG:+--eval "$EVAL_INCEPTION"}
-  trap - ERR
+  trap - ERR INT TERM
   rm -rf "$DEST.old"
 done

@@ -2,7 +2,7 @@
 
 This stands in for "a checkpoint a user brings": an ``nn.Sequential`` named ``main`` (ConvT-BN-ReLU blocks, a
 bias-free image layer, tanh), z given as [N, nz, 1, 1], trained with the tutorial's recipe (BCE, Adam 2e-4,
-betas (0.5, 0.999), N(0, 0.02) weights), saved as ``{"netG_state_dict": ...}`` with no discriminator, so that
+betas (0.5, 0.999), N(0, 0.02) weights), saved as ``{"epoch": ..., "netG_state_dict": ...}`` with no discriminator, so that
 ``gandistill import`` sees a generator-only teacher. The data is Fashion-MNIST at 64x64 with the gray channel
 repeated three times (the only image set on an offline machine). docs/importing.md shows the commands that
 then import, distill, evaluate and export it.
@@ -58,7 +58,7 @@ def _init(m: nn.Module) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1000, help="optimiser steps (batch 128 each)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps of G and of D")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)

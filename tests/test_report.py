@@ -176,7 +176,7 @@ def test_plot_labels_never_overlap_and_stay_near_their_points():
     ordered = sorted(out)
     assert all(b - a >= 0.06 - 1e-12 for a, b in zip(ordered, ordered[1:], strict=False))
     assert 0.02 <= min(out) and max(out) <= 0.98
-    # the labels keep their points' order, and a lone point's label sits at it
+    # the labels keep their points' order; the lowest point (at 0.0) has its label at the floor, 0.02
     assert sorted(range(len(ys)), key=ys.__getitem__) == sorted(range(len(out)), key=out.__getitem__)
     assert out[-1] == 0.02
     # more labels than fit: evenly spaced from the bottom, still apart
@@ -202,3 +202,17 @@ def test_models_at_one_cost_get_their_own_panel(tmp_path):
     plot_fid_vs_macs(rows[:3], without)
     with Image.open(with_panel) as a, Image.open(without) as b:
         assert a.width > b.width  # the second panel
+
+
+def test_the_plot_takes_negative_kid_and_skips_values_that_are_not_finite(tmp_path):
+    from gandistill.report import plot_fid_vs_macs
+
+    def row(name, macs, kid, std=None):
+        return {"model": name, "width": 0.5, "macs": macs, "fid": None,
+                "kid": {"key": "kid1k[x]", "mean": kid, "std": std}}
+
+    path = tmp_path / "p.png"
+    rows = [row("t", 17e6, -0.001), row("s", 4e6, 0.02, float("nan")), row("broken", 1e6, float("inf"))]
+    assert plot_fid_vs_macs(rows, path) == path and path.stat().st_size > 10_000
+    assert plot_fid_vs_macs([row("broken", 1e6, float("nan"))], tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
