@@ -325,8 +325,8 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
            extractor_weights: str | os.PathLike | None = None, paired: int = EvalConfig.paired,
            names: Sequence[str] | None = None, profile: bool = True,
            latency_runs: int = ProfileConfig.latency_runs, throughput_batch: int = ProfileConfig.throughput_batch,
-           rounds: int = ProfileConfig.rounds, sample_num: int = 64, title: str = "gandistill: teacher vs students", verbose: bool = False
-           ) -> dict[str, Path]:
+           rounds: int = ProfileConfig.rounds, sample_num: int = 64, title: str = "gandistill: teacher vs students",
+           verbose: bool = False) -> dict[str, Path]:
     """Evaluate, profile and sample ``generators`` (modules or directories), then write_report() into ``out``."""
     if profile:  # a bad timing setting fails now, not after the evaluation
         ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch, rounds=rounds)
@@ -346,7 +346,8 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
         torch_ids = [i for i in range(len(models)) if i not in onnx]
         timed = dict(zip(torch_ids, profile_models([models[i] for i in torch_ids], device=device,
                                                    latency_runs=latency_runs, throughput_batch=throughput_batch,
-                                                   rounds=rounds, names=[labels[i] for i in torch_ids]), strict=True)) \
+                                                   rounds=rounds, names=[labels[i] for i in torch_ids]),
+                             strict=True)) \
             if torch_ids else {}
         for i in onnx:
             timed[i] = profile_model(models[i], device=device, latency_runs=latency_runs,
