@@ -227,12 +227,18 @@ def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map
     return model.to(map_location).eval()
 
 
+def discriminator_dir(path: str | os.PathLike) -> Path | None:
+    """The discriminator/ of a GAN directory, None when it has none (a generator directory, most checkpoints)."""
+    disc_dir = Path(path) / "discriminator"
+    return disc_dir if disc_dir.is_dir() else None
+
+
 def load_gan(path: str | os.PathLike, map_location: str = "cpu") -> tuple[nn.Module, nn.Module | None]:
     """(generator, discriminator or None) from a GAN directory, or (generator, None) from a generator dir."""
     path = Path(path)
     generator = from_pretrained(path, "generator", map_location)
-    disc_dir = path / "discriminator"
-    discriminator = from_pretrained(disc_dir, "discriminator", map_location) if disc_dir.is_dir() else None
+    disc_dir = discriminator_dir(path)
+    discriminator = from_pretrained(disc_dir, "discriminator", map_location) if disc_dir else None
     if discriminator is not None:
         g, d = generator.config, discriminator.config
         if (generator.family, g.resolution, g.channels) != (discriminator.family, d.resolution, d.channels):

@@ -19,7 +19,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_gan, load_state, save_gan, save_pretrained, save_state, weights_sha256
+from .checkpoint import (
+    discriminator_dir,
+    load_gan,
+    load_state,
+    save_gan,
+    save_pretrained,
+    save_state,
+    weights_sha256,
+)
 from .config import DistillConfig, TrainConfig
 from .data import BatchSampler, load_dataset
 from .engine import (
@@ -253,8 +261,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
 
     # --- set up: devices, ranks, seeds, output ---
     rank, world, device = _setup_distributed(cfg.device)
-    teacher_dir = Path(cfg.teacher)
-    if teacher_dir.is_dir() and not (teacher_dir / "discriminator").is_dir() and (cfg.disc_feature or cfg.disc_kl):
+    if Path(cfg.teacher).is_dir() and discriminator_dir(cfg.teacher) is None and (cfg.disc_feature or cfg.disc_kl):
         # most published checkpoints hold the generator only: run without the terms that need its discriminator
         # (the config saved with the state and the student records them as 0) rather than stop; decided before
         # the output folder is made, so that a run that cannot start leaves nothing behind

@@ -155,11 +155,9 @@ def rows_from_table(text: str) -> list[dict]:
         width = re.search(r"-w([0-9.]+)(?:-|$)", name)
         width = 1.0 if name == "teacher" else float(width.group(1)) if width else None
         value = {"key": head[col], "mean": float(cells[col]), "std": None}
+        is_fid = head[col].startswith("fid")
         rows.append({"model": name, "width": width, "macs": float(cells[3].removesuffix("M")) * 1e6,
-                     "fid" if head[col].startswith("fid") else "kid": value})
-    for r in rows:
-        r.setdefault("fid", None)
-        r.setdefault("kid", None)
+                     "fid": value if is_fid else None, "kid": None if is_fid else value})
     if not rows:
         raise ValueError("no results table rows found")
     if any(r["width"] is None for r in rows):  # ablation rows: the ablation width, from their MACs
