@@ -69,6 +69,9 @@ FIELD_HELP = {
     "class_temperature": "class_kl: softmax temperature",
     "adversarial": "weight of the adversarial term",
     "adv_loss": "adversarial loss",
+    "disc_batch": "how many of each batch's images go through the discriminators (disc_feature, disc_kl, "
+                  "adversarial and the discriminator's own update); 0 = all. The discriminators cost most of a step "
+                  "on a small student, so fewer buys more steps per second",
     "classifier": "classifier directory for perceptual / class_kl (e.g. pretrained/fmnist-cnn)",
     "feature_dim": "classifier: size of the feature layer (the FID/KID tap)",
     "epochs": "passes over the training split",

@@ -320,6 +320,7 @@ class DistillConfig(ConfigMixin):
     class_temperature: float = 4.0
     adversarial: float = 0.1
     adv_loss: str = "hinge"  # hinge | nonsat | lsgan
+    disc_batch: int = 0  # images per step through the discriminators (disc_feature, disc_kl, adversarial); 0 = all
     feature_kind: str = "mse"  # mse | relative (each tap's MSE divided by the teacher tap's mean square)
     lr_schedule: str = "cosine"  # constant | cosine | linear: both learning rates decay to 0 over `steps`
     classifier: str | None = None  # directory of a classifier for perceptual / class_kl
@@ -343,7 +344,7 @@ class DistillConfig(ConfigMixin):
         _check_path(self, "classifier", allow_none=True)
         _check_types(self, str, ("init", "data", "split", "pixel_kind", "adv_loss", "feature_kind", "lr_schedule"))
         _check_types(self, int, ("steps", "batch_size", "checkpoint_every", "sample_every", "log_every",
-                                 "max_bad_steps", "seed"))
+                                 "max_bad_steps", "seed", "disc_batch"))
         _check_types(self, float, ("width", "g_lr", "d_lr", "beta1", "beta2", "pixel", "feature", "disc_feature",
                                    "perceptual", "disc_kl", "kl_temperature", "class_kl", "class_alpha",
                                    "class_temperature", "adversarial", "ema_decay"))
@@ -355,7 +356,7 @@ class DistillConfig(ConfigMixin):
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
         _check_range(self, ("g_lr", "d_lr", "kl_temperature", "class_temperature"), 0, low_open=True)
         _check_range(self, ("steps", "sample_every", "pixel", "feature", "disc_feature", "perceptual", "disc_kl",
-                            "class_kl", "adversarial"), 0)
+                            "class_kl", "adversarial", "disc_batch"), 0)
         _check_seed(self)
         _check_range(self, ("class_alpha",), 0, 1)
         _check_range(self, ("beta1", "beta2", "ema_decay"), 0, 1, high_open=True)

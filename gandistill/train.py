@@ -335,6 +335,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
         for m in (teacher, student, D, D_kd, student_ema):
             if m is not None:
                 m.to(memory_format=torch.channels_last)
+    nd = min(cfg.disc_batch or cfg.batch_size, cfg.batch_size)  # the images of a step the discriminators see
     z_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 17 + rank)
     fixed_z = torch.randn(NUM_FIXED, teacher.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     with torch.no_grad():
@@ -401,7 +402,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
             # teacher: images and taps for the same z, no graph
             with torch.no_grad(), _autocast(device, cfg.amp):
                 t_img, t_feats = teacher.forward_features(z)
-                t_dlogits, t_dfeats = D_kd.forward_features(t_img) if need_d_kd else (None, None)
+                t_dlogits, t_dfeats = D_kd.forward_features(t_img[:nd]) if need_d_kd else (None, None)
                 t_cls, t_cfeats = classifier.forward_features(t_img) if classifier is not None else (None, None)
 
             # student: every enabled term against the teacher's
@@ -413,7 +414,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                 if cfg.feature > 0:
                     terms["feature"] = feature_loss(s_feats, t_feats, adapters, cfg.feature_kind)
                 if need_d_kd:
-                    s_dlogits, s_dfeats = D_kd.forward_features(s_img)
+                    s_dlogits, s_dfeats = D_kd.forward_features(s_img[:nd])
                     if cfg.disc_feature > 0:
                         terms["disc_feature"] = disc_feature_loss(s_dfeats, t_dfeats)
                     if cfg.disc_kl > 0:
@@ -427,7 +428,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                                                           cfg.class_temperature)
                 if D is not None:
                     D.requires_grad_(False)
-                    terms["adversarial"] = adversarial_loss(D(s_img), cfg.adv_loss)
+                    terms["adversarial"] = adversarial_loss(D(s_img[:nd]), cfg.adv_loss)
                     D.requires_grad_(True)
                 weights = {"pixel": cfg.pixel, "feature": cfg.feature, "disc_feature": cfg.disc_feature,
                            "disc_kl": cfg.disc_kl, "perceptual": cfg.perceptual, "class_kl": cfg.class_kl,
@@ -438,8 +439,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
             # discriminator: real (data, or teacher images when data-free) vs the student's images
             if D is not None:
                 with _autocast(device, cfg.amp):
-                    real = data.batch(sampler.next(), device) if data is not None else t_img
-                    d_loss = adv(D(s_img.detach()), D(real))
+                    real = data.batch(sampler.next()[:nd], device) if data is not None else t_img[:nd]
+                    d_loss = adv(D(s_img[:nd].detach()), D(real))
                 terms["d_loss"] = d_loss
                 total_check = total + d_loss
             else:

@@ -75,6 +75,27 @@ def test_teacher_is_frozen_and_a_zero_weight_turns_a_term_off(tmp_path):
     assert "feature" not in record and "disc_kl" not in record and "pixel" in record
 
 
+@pytest.mark.parametrize("data", ["synthetic", "none"])
+def test_disc_batch_sends_that_many_images_through_the_discriminators(tmp_path, monkeypatch, data):
+    from gandistill.models.dcgan import DCGANDiscriminator
+    seen = []
+    original = DCGANDiscriminator.forward_features  # forward() goes through it too
+    monkeypatch.setattr(DCGANDiscriminator, "forward_features",
+                        lambda self, img: seen.append(img.shape[0]) or original(self, img))
+    result = distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), width=0.5, steps=2,
+                     disc_batch=3, **{**FAST, "data": data})
+    assert result.status == "completed"
+    # per step: the frozen D on teacher and student images, the trained D on the student (adversarial term),
+    # then on student and real images for its own update; the pixel and feature terms still see all 8
+    assert seen == [3] * 5 * 2
+    record = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])
+    assert {"pixel", "disc_feature", "disc_kl", "adversarial", "d_loss"} <= set(record)
+    seen.clear()
+    distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "all"), width=0.5, steps=1, disc_batch=0,
+            **{**FAST, "data": data})
+    assert seen == [8] * 5  # 0: the whole batch
+
+
 def test_data_free_distillation(tmp_path):
     result = distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), steps=3,
                      **{**FAST, "data": "none"})
@@ -212,6 +233,7 @@ def test_a_generator_only_teacher_with_only_disc_terms_is_refused_before_anythin
     (dict(steps=-1), "steps"), (dict(width=0.0), "width"), (dict(kl_temperature=0.0), "kl_temperature"),
     (dict(init="best"), "init"), (dict(batch_size=0), "batch_size"), (dict(adv_loss="wgan"), "adv_loss"),
     (dict(perceptual=1.0), "classifier"), (dict(device="tpu"), "device"), (dict(g_lr=float("nan")), "g_lr"),
+    (dict(disc_batch=-1), "disc_batch"), (dict(disc_batch=2.0), "disc_batch"),
 ])
 def test_distill_config_validation(bad, field):
     with pytest.raises(ValueError, match=field):
