@@ -497,8 +497,12 @@ class DemoConfig(ConfigMixin):
     teacher: str = "pretrained/dcgan-fmnist"
     out: str = "runs/demo"
     width: float = 0.25
-    steps: int = 1500  # the short preset: the whole demo took 7 min 21 s after set-up on a 2-core CPU
+    # the short preset, ~7 min of distillation on a 2-core CPU: with 8 images a step through the discriminators
+    # (--disc-batch) a step costs a third of one with all 64, and the student is better at the same wall time
+    # (docs/recipe.md, "Where a step's time goes")
+    steps: int = 6000
     batch_size: int = 64
+    disc_batch: int = 8
     data: str = "fashion-mnist"
     data_root: str | None = None
     dataset: str = "fashion-mnist"  # evaluation: real-image statistics
@@ -517,13 +521,14 @@ class DemoConfig(ConfigMixin):
         _check_path(self, "out")
         _check_path(self, "data_root", allow_none=True)
         _check_types(self, str, ("data", "dataset", "split", "extractor", "export_format"))
-        _check_types(self, int, ("steps", "batch_size", "num_samples", "paired", "seed"))
+        _check_types(self, int, ("steps", "batch_size", "disc_batch", "num_samples", "paired", "seed"))
         _check_type(self, "verbose", bool)
         _check_type(self, "overwrite", bool)
         _check_width(self)
         for name in ("data", "dataset", "extractor"):
             _check_name(self, name)
         _check_range(self, ("steps", "batch_size"), 0, low_open=True)
+        _check_range(self, ("disc_batch",), 0)
         _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
                                                      f"{_show(self.num_samples)}")
         _check_range(self, ("paired",), 0)

@@ -37,6 +37,8 @@ def test_demo_tiny_preset(tmp_path, capsys, monkeypatch):
     models = [row["model"] for row in report["rows"]]
     assert models == ["teacher", "student-w0.25"]
     assert (out / "distill" / "student" / "model.safetensors").is_file()
+    distilled = json.loads((out / "distill" / "student" / "config.json").read_text())
+    assert distilled["extra"]["distill"]["disc_batch"] == 8  # the demo's preset reaches distill()
     assert list(out.glob("compare_*.png")), "no teacher|student grid"
     # a second run resumes the finished distillation instead of refusing to start (or starting over)
     removed = []

@@ -94,6 +94,10 @@ def test_disc_batch_sends_that_many_images_through_the_discriminators(tmp_path, 
     distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "all"), width=0.5, steps=1, disc_batch=0,
             **{**FAST, "data": data})
     assert seen == [8] * 5  # 0: the whole batch
+    # a StyleGAN2 discriminator's minibatch-stddev groups adapt to a batch of 3
+    result = distill(teacher=str(_teacher_dir(tmp_path, "stylegan2")), out=str(tmp_path / "sg2"), width=0.5,
+                     steps=1, disc_batch=3, **{**FAST, "data": data})
+    assert result.status == "completed"
 
 
 def test_data_free_distillation(tmp_path):
