@@ -81,9 +81,9 @@ def _run(cfg: DemoConfig, out: Path, run_dir: Path, state: Path, resume: bool, t
             resume = False
     say(f"distilling a width-{cfg.width:g} student from {cfg.teacher} for {cfg.steps} steps -> {run_dir}")
     distilled = distill(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
-                        batch_size=cfg.batch_size, disc_batch=cfg.disc_batch, data=cfg.data, data_root=cfg.data_root, device=cfg.device,
-                        seed=cfg.seed, resume=resume, overwrite=cfg.overwrite and not resume, sample_every=0,
-                        checkpoint_every=250)
+                        batch_size=cfg.batch_size, disc_batch=cfg.disc_batch, data=cfg.data,
+                        data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, resume=resume,
+                        overwrite=cfg.overwrite and not resume, sample_every=0, checkpoint_every=250)
     if distilled.status != "completed":
         raise KeyboardInterrupt
     student_dir = run_dir / "student"
