@@ -56,10 +56,11 @@ else:  # tqdm's elapsed time, [MM:SS<...] or [H:MM:SS<...]: each segment's last 
         minutes += sum(a for a, b in zip(stamps, stamps[1:]) if b < a) + (stamps[-1] if stamps else 0.0)
     wall_text = f"about {round(minutes)} min (its logged segments)" if minutes else None
 defaults = DistillConfig()
+# a setting missing from an older run's config did not exist then: that run had what is now its default
 changed = [f"{k} {cfg.get(k)}" for k in ("pixel", "pixel_kind", "feature", "feature_kind", "disc_feature", "disc_kl",
-                                        "perceptual", "class_kl", "adversarial", "adv_loss", "init", "data", "split",
-                                        "ema", "ema_decay", "beta1", "beta2")
-           if cfg.get(k) != getattr(defaults, k)]
+                                        "perceptual", "class_kl", "adversarial", "adv_loss", "disc_batch", "init",
+                                        "data", "split", "ema", "ema_decay", "beta1", "beta2")
+           if cfg.get(k, getattr(defaults, k)) != getattr(defaults, k)]
 if cfg["d_lr"] != cfg["g_lr"]:  # the card states one learning rate
     changed.append(f"d_lr {cfg['d_lr']}")
 lines = commands.read_text().splitlines() if commands.is_file() else []
