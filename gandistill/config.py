@@ -528,10 +528,9 @@ class DemoConfig(ConfigMixin):
         for name in ("data", "dataset", "extractor"):
             _check_name(self, name)
         _check_range(self, ("steps", "batch_size"), 0, low_open=True)
-        _check_range(self, ("disc_batch",), 0)
         _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
                                                      f"{_show(self.num_samples)}")
-        _check_range(self, ("paired",), 0)
+        _check_range(self, ("paired", "disc_batch"), 0)
         _check_seed(self)
         _check_choice(self, "split", SPLITS)
         _check_choice(self, "export_format", ("onnx", "torchscript", "safetensors"))
