@@ -6,6 +6,7 @@
 Runs (each a normal run directory under --out; a finished run is skipped, an interrupted one resumed, so the
 script can be stopped and rerun at any time):
   distill-w{W}      gandistill distill --teacher T --width W            (defaults), for W in --widths
+                    (--steps, --batch-size, --seed and --disc-batch apply to these and to the ablation)
   scratch-w{W}      gandistill train --width W --d-width DW --base-channels <teacher's>  (same steps/batch)
   ablate-no-{TERM}  the width --ablation-width student with one loss term's weight set to 0
 Then every generator (teacher first) is evaluated under one protocol (fid/kid/is on --num-samples images
@@ -56,6 +57,16 @@ def teacher_of(run: Path) -> str | None:
     return json.loads(config.read_text())["lineage"]["teacher"].get("weights_sha256")
 
 
+def settings_differ(run: Path, kwargs: dict) -> list[str]:
+    """The planned settings a started run in ``run`` was made with otherwise (``name: then -> now``); the
+    teacher is compared by its weights (teacher_of), and a setting an older state lacks is not compared."""
+    if not (run / "state.pt").is_file():
+        return []
+    saved = load_state(run / "state.pt").get("config", {})
+    return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in kwargs.items()
+            if k != "teacher" and k in saved and saved[k] != v]
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -63,10 +74,12 @@ def _flag(name: str) -> str:
 def plan(args, teacher_cfg: dict) -> list[dict]:
     """Every run: its directory, the API call's keyword arguments and the equivalent CLI command."""
     common = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
+    # --disc-batch shortens the distillation runs' discriminator passes; a scratch GAN trains its D on all.
+    distill_common = {**common, "disc_batch": args.disc_batch} if args.disc_batch else common
     runs = []
     for w in args.widths:
         runs.append({"name": f"distill-w{w:g}", "kind": "distill",
-                     "kwargs": {"teacher": args.teacher, "width": w, **common}})
+                     "kwargs": {"teacher": args.teacher, "width": w, **distill_common}})
     for w in args.widths:
         kwargs = {"family": teacher_cfg["family"], "base_channels": teacher_cfg["base_channels"],
                   "resolution": teacher_cfg["resolution"], "channels": teacher_cfg["channels"],
@@ -75,7 +88,8 @@ def plan(args, teacher_cfg: dict) -> list[dict]:
         runs.append({"name": f"scratch-w{w:g}", "kind": "train", "kwargs": kwargs})
     for term in args.ablate:
         runs.append({"name": f"ablate-no-{term}", "kind": "distill",
-                     "kwargs": {"teacher": args.teacher, "width": args.ablation_width, term: 0.0, **common}})
+                     "kwargs": {"teacher": args.teacher, "width": args.ablation_width, term: 0.0,
+                                **distill_common}})
     for r in runs:
         r["out"] = str(Path(args.out) / r["name"])
         flags = " ".join(f"{_flag(k)} {v:g}" if isinstance(v, float) else f"{_flag(k)} {v}"
@@ -177,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--disc-batch", type=int, default=0,
+                   help="distill runs: images per step through the discriminators (0: all; the demo uses 8)")
     p.add_argument("--scratch-d-ratio", type=float, default=2.0,
                    help="scratch baseline: discriminator width = G width x this (capped at 1)")
     p.add_argument("--scratch-lr", type=float, default=5e-4,
@@ -227,6 +243,10 @@ def main(argv=None) -> int:
             print(f"{run}: distilled from other teacher weights (sha256 {recorded[:12]}...) than {args.teacher}'s "
                   f"({teacher_sha[:12]}...); delete {run} and rerun", file=sys.stderr)
             return 1
+        if changed := settings_differ(run, r["kwargs"]):
+            print(f"{run}: made with other settings ({'; '.join(changed)}); delete {run} or pick another --out",
+                  file=sys.stderr)
+            return 1
         if _done(run, args.steps):
             print(f"{r['name']}: done", flush=True)
             continue
@@ -258,7 +278,8 @@ def main(argv=None) -> int:
     for prof in profiles[1:]:  # every row against the teacher, the scratch baselines too (they have no lineage)
         prof["teacher"], prof["speedup"] = names[0], speedup(profiles[0], prof)
     write_report(results, profiles, out, title=f"gandistill results: {args.teacher}, {args.steps} steps, "
-                                               f"batch {args.batch_size}")
+                                               f"batch {args.batch_size}"
+                                               + (f", disc_batch {args.disc_batch}" if args.disc_batch else ""))
     if args.inception:
         pick = [0, names.index(f"distill-w{args.ablation_width:g}")] if args.ablation_width in args.widths else [0]
         inc = evaluate([models[i] for i in pick], num_samples=args.inception, seed=args.seed, paired=0,

@@ -3,6 +3,9 @@ runs it makes."""
 import json
 import shlex
 
+import pytest
+import torch
+
 from gandistill.checkpoint import save_gan, weights_sha256
 from gandistill.cli import build_parser, config_from_args
 from gandistill.config import DistillConfig, TrainConfig
@@ -17,8 +20,9 @@ def _args(*argv):
     return results, results.parser().parse_args(list(argv))
 
 
-def test_every_recorded_command_parses_to_the_config_of_its_run():
-    results, args = _args()
+@pytest.mark.parametrize("argv", [(), ("--disc-batch", "8", "--steps", "6000")])
+def test_every_recorded_command_parses_to_the_config_of_its_run(argv):
+    results, args = _args(*argv)
     runs = results.plan(args, TEACHER_CFG)
     assert [r["name"] for r in runs] == [
         "distill-w0.5", "distill-w0.25", "distill-w0.125", "scratch-w0.5", "scratch-w0.25", "scratch-w0.125",
@@ -31,6 +35,10 @@ def test_every_recorded_command_parses_to_the_config_of_its_run():
         cls = DistillConfig if r["kind"] == "distill" else TrainConfig
         from_cli = config_from_args(cls, parser.parse_args(argv[1:]))
         assert from_cli == cls(out=r["out"], **r["kwargs"]), r["name"]
+        assert from_cli.steps == args.steps
+        if r["kind"] == "distill":  # the scratch GANs train their discriminator on every image
+            assert from_cli.disc_batch == args.disc_batch
+            assert ("--disc-batch" in argv) == (args.disc_batch != 0)  # the default stays off the command
 
 
 def test_scratch_baseline_gets_a_wider_discriminator_and_ablations_zero_one_term():
@@ -87,6 +95,27 @@ def test_a_run_distilled_from_other_teacher_weights_is_refused(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "distilled from other teacher weights (sha256 000000000000...)" in err and "delete" in err
     assert not (tmp_path / "out" / "timings.json").exists()  # nothing ran
+
+
+def test_a_run_made_with_other_settings_is_refused_not_skipped(tmp_path, capsys):
+    results = load_script("results")
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), teacher)
+    run = tmp_path / "out" / "distill-w0.5"
+    run.mkdir(parents=True)
+    # a finished run of the full-batch recipe, and one setting an older state did not record (lr)
+    config = {"teacher": "elsewhere/teacher", "width": 0.5, "steps": 1500, "batch_size": 64, "seed": 0,
+              "disc_batch": 0}
+    torch.save({"step": 1500, "config": config}, run / "state.pt")
+    argv = ["--teacher", str(teacher), "--out", str(tmp_path / "out"), "--widths", "0.5", "--ablate", "--steps",
+            "1500"]
+    assert results.settings_differ(run, {"teacher": str(teacher), "width": 0.5, "steps": 1500, "g_lr": 1.0}) == []
+    assert results.main([*argv, "--disc-batch", "8"]) == 1
+    err = capsys.readouterr().err
+    assert "made with other settings (disc_batch: 0 -> 8)" in err and "delete" in err
+    assert not (tmp_path / "out" / "timings.json").exists()  # nothing ran
+    assert results.main([*argv, "--disc-batch", "8", "--steps", "6000"]) == 1
+    assert "(steps: 1500 -> 6000; disc_batch: 0 -> 8)" in capsys.readouterr().err
 
 
 @needs_shipped  # the runs read Fashion-MNIST
