@@ -317,6 +317,13 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     if cfg.perceptual > 0 or cfg.class_kl > 0:
         classifier = from_pretrained(cfg.classifier, kind="classifier", map_location=str(device))
         classifier.eval().requires_grad_(False)
+        # the student's lineage names the network whose features trained it: an evaluation through that same
+        # network is then no independent judge, and evaluate() says so beside the scores
+        trained_on = {"kind": "classifier", "weights_sha256": weights_sha256(cfg.classifier, kind="classifier"),
+                      "terms": [t for t in ("perceptual", "class_kl") if getattr(cfg, t) > 0]}
+        for model in (student, student_ema):
+            if model is not None:
+                model.lineage["loss_networks"] = [trained_on]
 
     # --- data: real images for the discriminator (none: data-free, teacher images count as real) ---
     data = sampler = None

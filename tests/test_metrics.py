@@ -512,3 +512,30 @@ def test_reference_teacher_defaults_to_inception_for_rgb(monkeypatch):
     assert asked[-1] == "fmnist-cnn"
     with pytest.raises(ValueError, match="reference must be dataset or teacher"):
         M.evaluate([tiny_generator("dcgan")], reference="imagenet")
+
+
+def test_a_student_trained_on_the_judges_features_is_flagged(tmp_path):
+    """A student distilled with perceptual/class_kl on a classifier records its weights; evaluating through those
+    same weights says the scores are no independent judge, through another network it does not."""
+    from gandistill.checkpoint import save_gan
+    from gandistill.train import distill
+
+    from .conftest import tiny_discriminator
+
+    judge, other = tiny_classifier(tmp_path / "judge"), tiny_classifier(tmp_path / "other", seed=1)
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), teacher)
+    distill(teacher=str(teacher), out=str(tmp_path / "d"), width=0.5, steps=2, data="synthetic", batch_size=8,
+            sample_every=0, perceptual=1.0, class_kl=0.5, classifier=str(judge))
+    student = from_pretrained(tmp_path / "d" / "student")
+    (network,) = student.lineage["loss_networks"]
+    assert network["terms"] == ["perceptual", "class_kl"] and network["kind"] == "classifier"
+    assert M.trained_on(student, network["weights_sha256"]) == ["perceptual", "class_kl"]
+    kw = dict(dataset="synthetic", metrics=("fid",), num_samples=32, batch_size=32, paired=0, cache=False,
+              names=["teacher", "student"])
+    by_judge = M.evaluate([str(teacher), student], extractor_weights=judge, **kw)
+    flagged = [n for n in by_judge[1]["notes"] if "no independent judge" in n]
+    assert len(flagged) == 1 and flagged[0].startswith("student was trained with perceptual and class_kl")
+    assert not any("no independent judge" in n for n in by_judge[0]["notes"])  # the teacher never saw it
+    by_other = M.evaluate([student], extractor_weights=other, **kw | {"names": ["student"]})
+    assert not any("no independent judge" in n for n in by_other[0]["notes"])

@@ -26,6 +26,7 @@ from .evaluation import (
     evaluate,
     image_metrics,
     metric_key,
+    trained_on,
 )
 from .extractors import (
     CONVERTED_INCEPTION,
@@ -59,5 +60,5 @@ __all__ = [
     "append_results", "cache_dir", "convert_fid_helper_inception", "default_extractor", "evaluate",
     "extract_features", "fidelity", "image_metrics", "inception_weights_help", "kid", "kid_subset_indices",
     "make_extractor", "metric_key", "paired_fidelity", "real_features", "real_images", "resolve_extractor",
-    "stats_key",
+    "stats_key", "trained_on",
 ]

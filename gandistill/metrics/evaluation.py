@@ -183,6 +183,13 @@ def _check_fits_in_memory(num_samples: int) -> None:
 REFERENCES = ("dataset", "teacher")
 
 
+def trained_on(model, weights_sha256: str) -> list[str]:
+    """The loss terms that trained ``model`` on features of the network with these weights (its lineage's
+    ``loss_networks``, which distill() records); [] when none did or the model has no lineage."""
+    networks = (getattr(model, "lineage", None) or {}).get("loss_networks", [])
+    return [t for n in networks if n.get("weights_sha256") == weights_sha256 for t in n.get("terms", [])]
+
+
 def default_extractor(reference: str, channels: int) -> str:
     """The extractor when none is named: Inception for RGB against a teacher's samples (the usual FID features
     for images of any kind), else the project's default."""
@@ -325,6 +332,10 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                                    "resolution": res, "real_cache": str(cache_path) if cache_path else None},
                       "metrics": mean, "spread": spread if len(seeds) == 1 else {}, "paired": None,
                       "notes": list(notes)}
+            if terms := trained_on(model, weights.sha256):
+                record["notes"].append(f"{label} was trained with {' and '.join(terms)} on these {cfg.extractor} "
+                                       f"weights' features: its {cfg.extractor} scores are no independent judge of "
+                                       f"it (evaluate it with another extractor too, e.g. inception)")
             if isinstance(model, OnnxGenerator):
                 record["runtime"] = "onnxruntime CPUExecutionProvider"
                 record["quantize"] = model.quantize
