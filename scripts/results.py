@@ -44,9 +44,9 @@ from gandistill.train import distill, train
 ABLATION_TERMS = ("pixel", "feature", "disc_feature", "disc_kl", "adversarial")
 
 
-def _done(run: Path, steps: int) -> bool:
-    state = run / "state.pt"
-    return state.exists() and int(load_state(state)["step"]) >= steps
+def _state(run: Path) -> dict | None:
+    """A run directory's resumable state, None before it has one."""
+    return load_state(run / "state.pt") if (run / "state.pt").is_file() else None
 
 
 def teacher_of(run: Path) -> str | None:
@@ -57,12 +57,10 @@ def teacher_of(run: Path) -> str | None:
     return json.loads(config.read_text())["lineage"]["teacher"].get("weights_sha256")
 
 
-def settings_differ(run: Path, kwargs: dict) -> list[str]:
-    """The planned settings a started run in ``run`` was made with otherwise (``name: then -> now``); the
+def settings_differ(state: dict | None, kwargs: dict) -> list[str]:
+    """The planned settings a started run (its state) was made with otherwise (``name: then -> now``); the
     teacher is compared by its weights (teacher_of), and a setting an older state lacks is not compared."""
-    if not (run / "state.pt").is_file():
-        return []
-    saved = load_state(run / "state.pt").get("config", {})
+    saved = (state or {}).get("config", {})
     return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in kwargs.items()
             if k != "teacher" and k in saved and saved[k] != v]
 
@@ -243,18 +241,19 @@ def main(argv=None) -> int:
             print(f"{run}: distilled from other teacher weights (sha256 {recorded[:12]}...) than {args.teacher}'s "
                   f"({teacher_sha[:12]}...); delete {run} and rerun", file=sys.stderr)
             return 1
-        if changed := settings_differ(run, r["kwargs"]):
+        state = _state(run)
+        if changed := settings_differ(state, r["kwargs"]):
             print(f"{run}: made with other settings ({'; '.join(changed)}); delete {run} or pick another --out",
                   file=sys.stderr)
             return 1
-        if _done(run, args.steps):
+        if state is not None and int(state["step"]) >= args.steps:
             print(f"{r['name']}: done", flush=True)
             continue
         print(f"{r['name']}: {r['command']}", flush=True)
         fn = distill if r["kind"] == "distill" else train
         start = time.perf_counter()
         try:
-            result = fn(out=r["out"], resume=(run / "state.pt").exists(), sample_every=500, checkpoint_every=250,
+            result = fn(out=r["out"], resume=state is not None, sample_every=500, checkpoint_every=250,
                         **r["kwargs"])
         finally:  # an interrupted segment's time counts too
             entry = timings.setdefault(r["name"], {"seconds": 0.0, "torch_threads": []})

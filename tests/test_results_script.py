@@ -109,7 +109,7 @@ def test_a_run_made_with_other_settings_is_refused_not_skipped(tmp_path, capsys)
     torch.save({"step": 1500, "config": config}, run / "state.pt")
     argv = ["--teacher", str(teacher), "--out", str(tmp_path / "out"), "--widths", "0.5", "--ablate", "--steps",
             "1500"]
-    assert results.settings_differ(run, {"teacher": str(teacher), "width": 0.5, "steps": 1500, "g_lr": 1.0}) == []
+    assert results.settings_differ(torch.load(run / "state.pt"), {"teacher": str(teacher), "width": 0.5, "steps": 1500, "g_lr": 1.0}) == []
     assert results.main([*argv, "--disc-batch", "8"]) == 1
     err = capsys.readouterr().err
     assert "made with other settings (disc_batch: 0 -> 8)" in err and "delete" in err
