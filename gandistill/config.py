@@ -289,6 +289,13 @@ class TrainConfig(ConfigMixin):
                                           base_channels=self.base_channels, width=width)
 
 
+# Settings DistillConfig gained after runs and students were made with it, each with the value a record made before
+# it existed had (the behaviour of that time, which today's default need not be). Read an older run's recorded
+# settings with DistillConfig.made_with, never by falling back to today's defaults.
+DISTILL_ADDED: dict[str, Any] = {"lr_schedule": "constant", "feature_kind": "mse", "disc_batch": 0,
+                                 "overwrite": False}
+
+
 @dataclass(frozen=True)
 class DistillConfig(ConfigMixin):
     """``distill()``: teacher -> student. A loss weight of 0 turns that term off."""
@@ -336,6 +343,12 @@ class DistillConfig(ConfigMixin):
     max_bad_steps: int = 5
     resume: bool = False
     overwrite: bool = False  # start over in an --out that holds other files (never with resume)
+
+    @staticmethod
+    def made_with(record: dict[str, Any]) -> dict[str, Any]:
+        """The settings a run was made with, from what it recorded (a student's ``extra.distill``, a state.pt's
+        ``config``): settings added since (``DISTILL_ADDED``) filled in with the value they had then."""
+        return {**DISTILL_ADDED, **record}
 
     def __post_init__(self):
         _check_path(self, "teacher")

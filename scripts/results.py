@@ -36,6 +36,7 @@ from gandistill.checkpoint import (
     weights_sha256,
     write_json,
 )
+from gandistill.config import DistillConfig
 from gandistill.metrics import evaluate
 from gandistill.profile import profile, speedup
 from gandistill.report import plot_fid_vs_macs, write_report
@@ -59,8 +60,11 @@ def teacher_of(run: Path) -> str | None:
 
 def settings_differ(state: dict | None, kwargs: dict) -> list[str]:
     """The planned settings a started run (its state) was made with otherwise (``name: then -> now``); the
-    teacher is compared by its weights (teacher_of), and a setting an older state lacks is not compared."""
+    teacher is compared by its weights (teacher_of); in a distill state, a setting added since it was made counts
+    as what it meant then (DistillConfig.made_with), and any other setting an older state lacks is not compared."""
     saved = (state or {}).get("config", {})
+    if (state or {}).get("kind") == "distill":
+        saved = DistillConfig.made_with(saved)
     return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in kwargs.items()
             if k != "teacher" and k in saved and saved[k] != v]
 

@@ -31,12 +31,13 @@ from pathlib import Path
 sys.path.insert(0, "scripts")
 from results import teacher_of, threads_text  # the same rules as the results table's
 from gandistill.checkpoint import weights_sha256
+from gandistill.cli import distill_command_for
 from gandistill.config import DistillConfig
 run, teacher, width = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes
     sys.exit(f"{run}: no finished student")
 meta = json.loads((run / "student" / "config.json").read_text())
-cfg = meta["extra"]["distill"]
+cfg = DistillConfig.made_with(meta["extra"]["distill"])  # settings added since: as they were then
 if cfg["width"] != width:
     sys.exit(f"{run}: a width-{cfg['width']:g} student, not {width:g}")
 recorded, shipped = teacher_of(run), weights_sha256(teacher)
@@ -56,21 +57,26 @@ else:  # tqdm's elapsed time, [MM:SS<...] or [H:MM:SS<...]: each segment's last 
         minutes += sum(a for a, b in zip(stamps, stamps[1:]) if b < a) + (stamps[-1] if stamps else 0.0)
     wall_text = f"about {round(minutes)} min (its logged segments)" if minutes else None
 defaults = DistillConfig()
-# a setting missing from an older run's config did not exist then: that run had what is now its default
-changed = [f"{k} {cfg.get(k)}" for k in ("pixel", "pixel_kind", "feature", "feature_kind", "disc_feature", "disc_kl",
-                                        "perceptual", "class_kl", "adversarial", "adv_loss", "disc_batch", "init",
-                                        "data", "split", "ema", "ema_decay", "beta1", "beta2")
-           if cfg.get(k, getattr(defaults, k)) != getattr(defaults, k)]
+changed = [f"{k} {cfg[k]}" for k in ("pixel", "pixel_kind", "feature", "feature_kind", "disc_feature", "disc_kl",
+                                    "perceptual", "class_kl", "adversarial", "adv_loss", "disc_batch", "init",
+                                    "data", "split", "ema", "ema_decay", "beta1", "beta2")
+           if cfg[k] != getattr(defaults, k)]
 if cfg["d_lr"] != cfg["g_lr"]:  # the card states one learning rate
     changed.append(f"d_lr {cfg['d_lr']}")
 lines = commands.read_text().splitlines() if commands.is_file() else []
 command = next((line.split("`")[3] for line in lines if line.startswith(f"- `{run.name}`")), None)
 if wall_text is None or command is None:
     sys.exit(f"{run}: no wall time (timings.json or {run.name}.out logs) or no command in {commands}")
-print(cfg["steps"], cfg["batch_size"], cfg["seed"], cfg["g_lr"], cfg.get("lr_schedule", "constant"), cfg["init"],
+try:  # the card's command must make this run when run today: flags for defaults that changed since are added
+    as_run, command = command, distill_command_for(command, meta["extra"]["distill"])
+except ValueError as e:
+    sys.exit(f"{run}: {commands}'s command: {e}")
+source = f"from {commands}" + ("" if command == as_run else ", with flags added for defaults changed since")
+print(cfg["steps"], cfg["batch_size"], cfg["seed"], cfg["g_lr"], cfg["lr_schedule"], cfg["init"],
       shipped)
 print(wall_text)
 print("; ".join(changed) if changed else "-")
+print(source)
 print(command)
 PY
 )
@@ -82,6 +88,7 @@ PY
   else
     LOSSES="\`gandistill distill\` (not at its defaults: $CHANGED)"; WEIGHTS="not at the defaults: $CHANGED"
   fi
+  SOURCE=$(sed -n 4p <<< "$FACTS")
   COMMAND=$(tail -n 1 <<< "$FACTS")
   if [ "$INIT" = l1 ]; then INHERITS="initialised from the teacher's largest-L1 filters"
   else INHERITS="initialised from the teacher with \`--init $INIT\`"; fi
@@ -108,7 +115,7 @@ PY
 distilled from \`$TEACHER\` (generator weights sha256 \`$TEACHER_SHA\`) with $LOSSES: it draws nearly the teacher's image for the same z. Load it with \
 \`gandistill.from_pretrained(\"$DEST\")\`; \`gandistill info $DEST\` shows its lineage and kept channels. \
 How these students compare with other budgets, seeds and recipes: docs/recipe.md." \
-    --command "$COMMAND   # from $(dirname "$RUN")/commands.md" \
+    --command "$COMMAND   # $SOURCE" \
     --steps "$STEPS steps at batch $BATCH, seed $SEED ($OPT; $WEIGHTS), on the same z \
 as the teacher, real images from the train split for the adversarial term" \
     --wall-time "$WALL on $MACHINE" --eval "$EVAL" ${EVAL_INCEPTION_ARG:+--eval "$EVAL_INCEPTION"}

@@ -1,11 +1,13 @@
 """The CLI end to end for info, train and distill (other commands are tested beside their modules)."""
+import shlex
 import subprocess
 import sys
 
 import pytest
 
 from gandistill.checkpoint import from_pretrained, sha256_file
-from gandistill.cli import main
+from gandistill.cli import DISTILL_BOOKKEEPING, build_parser, config_from_args, distill_command_for, main
+from gandistill.config import DISTILL_ADDED, DistillConfig
 
 FAST = ["--data", "synthetic", "--batch-size", "8", "--log-every", "2", "--sample-every", "0"]
 
@@ -82,3 +84,32 @@ def test_console_script_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "gandistill", "distill", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "--disc-kl" in out and "(default: 0.25)" in out
+
+
+def _parsed(command: str) -> dict:
+    return vars(config_from_args(DistillConfig, build_parser().parse_args(shlex.split(command)[1:])))
+
+
+def test_distill_command_for_states_what_todays_defaults_would_read_otherwise():
+    run = "gandistill distill --width 0.5 --steps 100 --out runs/x"
+    record = {k: v for k, v in _parsed(run).items() if k not in DISTILL_ADDED}  # a record from before those existed
+    record.update(init="prefix", ema=False, g_lr=3e-4, out="elsewhere", checkpoint_every=7)
+    completed = distill_command_for(run, record)
+    assert completed.startswith(run + " ")
+    today = _parsed(completed)
+    made_with = DistillConfig.made_with(record)
+    assert {k: v for k, v in today.items() if k not in DISTILL_BOOKKEEPING} == \
+        {k: v for k, v in made_with.items() if k not in DISTILL_BOOKKEEPING}
+    assert today["lr_schedule"] == "constant" and today["disc_batch"] == 0  # what a record without them meant
+    assert today["out"] == "runs/x" and today["checkpoint_every"] == 500  # bookkeeping stays the line's own
+    assert distill_command_for(completed, record) == completed  # nothing left to add
+
+
+def test_distill_command_for_refuses_a_line_that_did_not_make_the_run():
+    record = _parsed("gandistill distill --init l1")
+    with pytest.raises(ValueError, match="init='prefix'"):
+        distill_command_for("gandistill distill --init prefix", record)
+    with pytest.raises(ValueError, match="not a gandistill distill command"):
+        distill_command_for("gandistill train --steps 3", record)
+    with pytest.raises(ValueError, match="cannot parse"):
+        distill_command_for("gandistill distill --bogus", record)

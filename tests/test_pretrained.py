@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gandistill.checkpoint import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_gan
-from gandistill.cli import build_parser, config_from_args
+from gandistill.cli import DISTILL_BOOKKEEPING, build_parser, config_from_args
 from gandistill.config import DistillConfig
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -53,13 +53,6 @@ def test_shipped_models_load_and_hold_no_pickles(root):
     assert not pickles, f"pickled files shipped: {pickles}"
 
 
-# Settings that decide nothing about the weights a run ends with (where it writes, how often it saves or logs).
-_BOOKKEEPING = {"out", "resume", "overwrite", "checkpoint_every", "sample_every", "log_every"}
-# What a setting added after a student was made meant then: its config lacks the key, and its card's command,
-# read today, must still give the old behaviour.
-_BEFORE_IT_EXISTED = {"disc_batch": 0}
-
-
 @pytest.mark.parametrize("root", [p for p in SHIPPED if "```\ngandistill distill " in (p / "README.md").read_text()],
                          ids=lambda p: p.name)
 def test_a_student_cards_command_gives_the_config_it_was_made_with(root):
@@ -67,9 +60,10 @@ def test_a_student_cards_command_gives_the_config_it_was_made_with(root):
     command = card.split("```\n", 1)[1].split("\n", 1)[0].split("   #", 1)[0]
     argv = shlex.split(command)[1:]
     from_card = vars(config_from_args(DistillConfig, build_parser().parse_args(argv)))
-    made_with = json.loads((root / CONFIG_NAME).read_text())["extra"]["distill"]
+    # settings added after the student was made count as what they meant then (DistillConfig.made_with)
+    made_with = DistillConfig.made_with(json.loads((root / CONFIG_NAME).read_text())["extra"]["distill"])
     for key, value in from_card.items():
-        if key in _BOOKKEEPING:
+        if key in DISTILL_BOOKKEEPING:
             continue
-        expected = made_with[key] if key in made_with else _BEFORE_IT_EXISTED.get(key, "<not recorded>")
+        expected = made_with.get(key, "<not recorded>")
         assert value == expected, f"{root.name}: its card's command sets {key}={value!r}, it was made with {expected!r}"

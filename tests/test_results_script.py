@@ -103,10 +103,10 @@ def test_a_run_made_with_other_settings_is_refused_not_skipped(tmp_path, capsys)
     save_gan(tiny_generator("dcgan"), tiny_discriminator("dcgan"), teacher)
     run = tmp_path / "out" / "distill-w0.5"
     run.mkdir(parents=True)
-    # a finished run of the full-batch recipe, and one setting an older state did not record (lr)
-    config = {"teacher": "elsewhere/teacher", "width": 0.5, "steps": 1500, "batch_size": 64, "seed": 0,
-              "disc_batch": 0}
-    torch.save({"step": 1500, "config": config}, run / "state.pt")
+    # a finished run from before --disc-batch existed (all images through the discriminators, not recorded), and
+    # one setting that such an old state did not record and that has no old meaning (g_lr here)
+    config = {"teacher": "elsewhere/teacher", "width": 0.5, "steps": 1500, "batch_size": 64, "seed": 0}
+    torch.save({"kind": "distill", "step": 1500, "config": config}, run / "state.pt")
     argv = ["--teacher", str(teacher), "--out", str(tmp_path / "out"), "--widths", "0.5", "--ablate", "--steps",
             "1500"]
     assert results.settings_differ(torch.load(run / "state.pt"), {"teacher": str(teacher), "width": 0.5, "steps": 1500, "g_lr": 1.0}) == []
