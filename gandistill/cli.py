@@ -23,7 +23,7 @@ from .cli_args import (
     config_from_args,
     removed_if_failed,
 )
-from .config import MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
+from .config import DISTILL_BOOKKEEPING, MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
 from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_not_input
 
 
@@ -137,10 +137,6 @@ def _cmd_distill(args) -> int:
     config = config_from_args(DistillConfig, args)
     result = _run_into_out(config, distill, check_data=config.data != "none" and config.adversarial > 0)
     return _report_run(result, "student")
-
-
-# Settings that decide nothing about the weights a distillation ends with: where it writes, how often it saves or logs.
-DISTILL_BOOKKEEPING = frozenset({"out", "resume", "overwrite", "checkpoint_every", "sample_every", "log_every"})
 
 
 def distill_command_for(command: str, record: dict) -> str:

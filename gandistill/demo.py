@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import from_pretrained, load_state, read_config, resolve_model_dir, weights_sha256
-from .config import DemoConfig
+from .config import DISTILL_BOOKKEEPING, DemoConfig, DistillConfig
 from .outputs import OutputRefused, check_not_input, foreign_entries
 
 # what a demo writes into its --out; anything else there is the user's
@@ -70,20 +70,29 @@ def _run(cfg: DemoConfig, out: Path, run_dir: Path, state: Path, resume: bool, t
     from .report import make_report
     from .train import distill
 
+    settings = DistillConfig(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
+                             batch_size=cfg.batch_size, disc_batch=cfg.disc_batch, data=cfg.data,
+                             data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, sample_every=0,
+                             checkpoint_every=250)
     if resume:
         saved = load_state(state)
         if saved["config"].get("teacher") != str(cfg.teacher):
             raise ValueError(f"{run_dir} holds a distillation of another teacher; choose another --out")
+        made_with = DistillConfig.made_with(saved["config"])
+        # the steps may grow on a resume; any other setting that decides the weights must be what the demo asks
+        changed = [f"{k} {made_with.get(k)!r} -> {v!r}" for k, v in settings.to_dict().items()
+                   if k not in DISTILL_BOOKKEEPING | {"steps", "data_root", "device"} and made_with.get(k) != v]
         if saved.get("teacher_sha256") != weights_sha256(teacher_dir):
             # the teacher was retrained (or the state predates the digest): this folder is the demo's own
             say(f"{run_dir} was distilled from other weights of {cfg.teacher}; starting it over")
             shutil.rmtree(run_dir)
             resume = False
+        elif changed:  # an earlier version's demo (e.g. before a default changed): also the demo's own
+            say(f"{run_dir} was distilled with other settings ({'; '.join(changed)}); starting it over")
+            shutil.rmtree(run_dir)
+            resume = False
     say(f"distilling a width-{cfg.width:g} student from {cfg.teacher} for {cfg.steps} steps -> {run_dir}")
-    distilled = distill(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
-                        batch_size=cfg.batch_size, disc_batch=cfg.disc_batch, data=cfg.data,
-                        data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, resume=resume,
-                        overwrite=cfg.overwrite and not resume, sample_every=0, checkpoint_every=250)
+    distilled = distill(settings.replace(resume=resume, overwrite=cfg.overwrite and not resume))
     if distilled.status != "completed":
         raise KeyboardInterrupt
     student_dir = run_dir / "student"

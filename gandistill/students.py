@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from .config import DistillConfig
 from .models import build_generator, kind_of
 from .registry import Registry
 
@@ -27,7 +28,8 @@ def _importance(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t.detach().abs().transpose(0, dim).reshape(t.shape[dim], -1).sum(dim=1)
 
 
-def make_student(teacher: nn.Module, width: float, init: str = "l1", seed: int | None = None) -> nn.Module:
+def make_student(teacher: nn.Module, width: float, init: str = DistillConfig.init,
+                 seed: int | None = None) -> nn.Module:
     """A generator of the teacher's family with every hidden layer's channels times ``width``.
 
     The kept channel indices (in the teacher's numbering) are recorded per group in

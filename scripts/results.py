@@ -36,6 +36,7 @@ from gandistill.checkpoint import (
     weights_sha256,
     write_json,
 )
+from gandistill.cli_args import CHOICES
 from gandistill.config import DistillConfig
 from gandistill.metrics import evaluate
 from gandistill.profile import profile, speedup
@@ -78,6 +79,7 @@ def plan(args, teacher_cfg: dict) -> list[dict]:
     common = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
     # --disc-batch shortens the distillation runs' discriminator passes; a scratch GAN trains its D on all.
     distill_common = {**common, "disc_batch": args.disc_batch} if args.disc_batch else common
+    distill_common = {**distill_common, "init": args.init}  # always stated: a run made with another is refused
     runs = []
     for w in args.widths:
         runs.append({"name": f"distill-w{w:g}", "kind": "distill",
@@ -195,6 +197,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--disc-batch", type=int, default=0,
                    help="distill runs: images per step through the discriminators (0: all; the demo uses 8)")
+    p.add_argument("--init", default=DistillConfig.init, choices=CHOICES["init"],
+                   help="distill runs: what the student inherits (distill's --init; default: its default)")
     p.add_argument("--scratch-d-ratio", type=float, default=2.0,
                    help="scratch baseline: discriminator width = G width x this (capped at 1)")
     p.add_argument("--scratch-lr", type=float, default=5e-4,

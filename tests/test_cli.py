@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from gandistill.checkpoint import from_pretrained, sha256_file
-from gandistill.cli import DISTILL_BOOKKEEPING, build_parser, config_from_args, distill_command_for, main
-from gandistill.config import DISTILL_ADDED, DistillConfig
+from gandistill.cli import build_parser, config_from_args, distill_command_for, main
+from gandistill.config import DISTILL_ADDED, DISTILL_BOOKKEEPING, DistillConfig
 
 FAST = ["--data", "synthetic", "--batch-size", "8", "--log-every", "2", "--sample-every", "0"]
 
@@ -23,7 +23,7 @@ def test_train_distill_info_end_to_end(tmp_path, capsys, family, channels):
     assert main(["info", str(tmp_path / "d" / "student")]) == 0
     out = capsys.readouterr().out
     assert f"family:    {family} (generator)" in out
-    assert "lineage:   student of a" in out and "width x0.5, init=l1" in out
+    assert "lineage:   student of a" in out and "width x0.5, init=prefix" in out
     assert "teacher weights sha256: " + sha256_file(teacher / "generator" / "model.safetensors") in out
     assert "kept " in out and "MACs:" in out
     assert main(["info", str(teacher)]) == 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gandistill.checkpoint import save_gan
+from gandistill.checkpoint import load_state, save_gan, save_state
 from gandistill.cli import main
 
 from .conftest import tiny_discriminator, tiny_generator
@@ -55,6 +55,17 @@ def test_demo_tiny_preset(tmp_path, capsys, monkeypatch):
     lineage = json.loads((out / "distill" / "student" / "config.json").read_text())["lineage"]
     weights = (teacher / "generator" / "model.safetensors").read_bytes()
     assert lineage["teacher"]["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    # a demo folder left by an earlier version (init l1, the default then; made before --disc-batch, so all
+    # images): resuming it would refuse or mix recipes, so it starts over with today's preset
+    state = load_state(out / "distill" / "state.pt")
+    state["config"]["init"] = "l1"
+    del state["config"]["disc_batch"]
+    save_state(state, out / "distill" / "state.pt")
+    assert main([*argv[:-1], "--verbose"]) == 0
+    assert removed == [out / "distill"] * 2
+    assert "other settings (init 'l1' -> 'prefix'; disc_batch 0 -> 8); starting it over" in capsys.readouterr().err
+    distilled = json.loads((out / "distill" / "student" / "config.json").read_text())["extra"]["distill"]
+    assert (distilled["init"], distilled["disc_batch"]) == ("prefix", 8)
 
 
 def test_demo_without_teacher_is_one_clear_error(tmp_path, capsys):

@@ -117,7 +117,7 @@ def test_svs_student_keeps_the_l1_channels_with_rescaled_weights(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_kept_channel_bookkeeping(family):
     teacher = tiny_generator(family, base_channels=16)
-    student = make_student(teacher, 0.25)
+    student = make_student(teacher, 0.25, init="l1")
     kept = student.lineage["kept_channels"]
     t_state, s_state = teacher.state_dict(), student.state_dict()
     for t_group, s_group in zip(teacher.channel_groups(), student.channel_groups(), strict=False):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gandistill.checkpoint import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, load_gan
-from gandistill.cli import DISTILL_BOOKKEEPING, build_parser, config_from_args
-from gandistill.config import DistillConfig
+from gandistill.cli import build_parser, config_from_args
+from gandistill.config import DISTILL_BOOKKEEPING, DistillConfig
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 SHIPPED = sorted(p for p in PRETRAINED.iterdir() if (p / "README.md").is_file()) if PRETRAINED.is_dir() else []
