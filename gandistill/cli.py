@@ -6,8 +6,6 @@ share one set of names and defaults.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import shlex
 import sys
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from .cli_args import (
     config_from_args,
     removed_if_failed,
 )
-from .config import DISTILL_BOOKKEEPING, MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
+from .config import MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
 from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_not_input
 
 
@@ -137,37 +135,6 @@ def _cmd_distill(args) -> int:
     config = config_from_args(DistillConfig, args)
     result = _run_into_out(config, distill, check_data=config.data != "none" and config.adversarial > 0)
     return _report_run(result, "student")
-
-
-def distill_command_for(command: str, record: dict) -> str:
-    """``command`` (the ``gandistill distill ...`` line that made a run, as run then) with a flag appended for each
-    setting that today's CLI would read otherwise than the run recorded it (``record``: a student's
-    ``extra.distill``; a default changed since, or a setting added later), so that the line, run today, makes the
-    same run. ValueError when the line itself states a setting otherwise than the record (it did not make that
-    run) or cannot be parsed. Bookkeeping (``DISTILL_BOOKKEEPING``) is left as the line has it."""
-    argv = shlex.split(command)
-    if argv[:2] != ["gandistill", "distill"]:
-        raise ValueError(f"not a gandistill distill command: {command!r}")
-    try:
-        args = build_parser().parse_args(argv[1:])
-    except SystemExit:
-        raise ValueError(f"today's CLI cannot parse {command!r}") from None
-    today = vars(config_from_args(DistillConfig, args))
-    made_with = DistillConfig.made_with(record)
-    stated = {tok[2:].split("=")[0].removeprefix("no-").replace("-", "_") for tok in argv if tok.startswith("--")}
-    extra: list[str] = []
-    for f in dataclasses.fields(DistillConfig):
-        name, value = f.name, made_with.get(f.name, "<not recorded>")
-        if name in DISTILL_BOOKKEEPING or today[name] == value:
-            continue
-        if name in stated or value is None or value == "<not recorded>":
-            raise ValueError(f"{command!r} reads today as {name}={today[name]!r}; the run recorded {value!r}")
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            extra.append(flag if value else "--no-" + flag[2:])
-        else:
-            extra += [flag, repr(value) if isinstance(value, float) else str(value)]
-    return " ".join([command, *map(shlex.quote, extra)]) if extra else command
 
 
 def _cmd_import(args) -> int:

@@ -1,6 +1,6 @@
 """The command line's arguments: config flags generated from the dataclasses (one set of names and
-defaults for the API and the CLI), value parsers, usage errors, and the output-path checks that run before
-a command does. gandistill/cli.py builds the parser and runs the commands with these.
+defaults for the API and the CLI) and the way back from a recorded run to its distill command line, value
+parsers, usage errors, and the output-path checks that run before a command does. gandistill/cli.py builds the parser and runs the commands with these.
 """
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import shlex
 import typing
 from pathlib import Path
 
-from .config import FEATURE_KINDS, LR_SCHEDULES
+from .config import DISTILL_BOOKKEEPING, FEATURE_KINDS, LR_SCHEDULES, DistillConfig
 from .outputs import RunLocked
 
 FIELD_HELP = {
@@ -140,6 +141,39 @@ def config_from_args(cls, args: argparse.Namespace):
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def distill_command_for(command: str, record: dict) -> str:
+    """``command`` (the ``gandistill distill ...`` line that made a run, as run then) with a flag appended for each
+    setting that today's CLI would read otherwise than the run recorded it (``record``: a student's
+    ``extra.distill``; a default changed since, or a setting added later), so that the line, run today, makes the
+    same run. ValueError when the line itself states a setting otherwise than the record (it did not make that
+    run) or cannot be parsed. Bookkeeping (``DISTILL_BOOKKEEPING``) is left as the line has it."""
+    argv = shlex.split(command)
+    if argv[:2] != ["gandistill", "distill"]:
+        raise ValueError(f"not a gandistill distill command: {command!r}")
+    parser = _Parser(prog="gandistill distill")  # the distill sub-command's flags (its data choices aside)
+    add_config_flags(parser, DistillConfig)
+    try:
+        args = parser.parse_args(argv[2:])
+    except SystemExit:
+        raise ValueError(f"today's CLI cannot parse {command!r}") from None
+    today = vars(config_from_args(DistillConfig, args))
+    made_with = DistillConfig.made_with(record)
+    stated = {tok[2:].split("=")[0].removeprefix("no-").replace("-", "_") for tok in argv if tok.startswith("--")}
+    extra: list[str] = []
+    for f in dataclasses.fields(DistillConfig):
+        name, value = f.name, made_with.get(f.name, "<not recorded>")
+        if name in DISTILL_BOOKKEEPING or today[name] == value:
+            continue
+        if name in stated or value is None or value == "<not recorded>":
+            raise ValueError(f"{command!r} reads today as {name}={today[name]!r}; the run recorded {value!r}")
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            extra.append(flag if value else "--no-" + flag[2:])
+        else:
+            extra += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return " ".join([command, *map(shlex.quote, extra)]) if extra else command
 
 
 # --- output paths: checked before anything runs; a failed command leaves no empty folder behind ---------

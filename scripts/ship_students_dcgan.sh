@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, "scripts")
 from results import teacher_of, threads_text  # the same rules as the results table's
 from gandistill.checkpoint import weights_sha256
-from gandistill.cli import distill_command_for
+from gandistill.cli_args import distill_command_for
 from gandistill.config import DistillConfig
 run, teacher, width = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes

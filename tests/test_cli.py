@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from gandistill.checkpoint import from_pretrained, sha256_file
-from gandistill.cli import build_parser, config_from_args, distill_command_for, main
+from gandistill.cli import build_parser, config_from_args, main
+from gandistill.cli_args import distill_command_for
 from gandistill.config import DISTILL_ADDED, DISTILL_BOOKKEEPING, DistillConfig
 
 FAST = ["--data", "synthetic", "--batch-size", "8", "--log-every", "2", "--sample-every", "0"]
