@@ -73,7 +73,8 @@ FIELD_HELP = {
     "disc_batch": "how many of each batch's images go through the discriminators (disc_feature, disc_kl, "
                   "adversarial and the discriminator's own update); 0 = all. The discriminators cost most of a step "
                   "on a small student, so fewer buys more steps per second",
-    "classifier": "classifier directory for perceptual / class_kl (e.g. pretrained/fmnist-cnn)",
+    "classifier": "classifier directory for perceptual / class_kl (e.g. pretrained/fmnist-cnn-b; not the network "
+                  "you will judge the student with: its FID would then be meaningless, docs/evaluation.md)",
     "feature_dim": "classifier: size of the feature layer (the FID/KID tap)",
     "epochs": "passes over the training split",
     "lr": "peak learning rate (SGD, Nesterov momentum, cosine decay)",

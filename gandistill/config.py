@@ -390,7 +390,7 @@ class DistillConfig(ConfigMixin):
                     self.adversarial)), "pixel", "feature, disc_feature, perceptual, disc_kl, class_kl and "
                "adversarial are all 0: nothing would train the student; give at least one loss a weight")
         _check(not ((self.perceptual or self.class_kl) and not self.classifier), "classifier",
-               "is needed when perceptual or class_kl > 0 (e.g. --classifier pretrained/fmnist-cnn)")
+               "is needed when perceptual or class_kl > 0 (e.g. --classifier pretrained/fmnist-cnn-b)")
 
 
 @dataclass(frozen=True)
