@@ -58,8 +58,8 @@ else:  # tqdm's elapsed time, [MM:SS<...] or [H:MM:SS<...]: each segment's last 
     wall_text = f"about {round(minutes)} min (its logged segments)" if minutes else None
 defaults = DistillConfig()
 changed = [f"{k} {cfg[k]}" for k in ("pixel", "pixel_kind", "feature", "feature_kind", "disc_feature", "disc_kl",
-                                    "perceptual", "class_kl", "adversarial", "adv_loss", "disc_batch", "init",
-                                    "data", "split", "ema", "ema_decay", "beta1", "beta2")
+                                    "perceptual", "class_kl", "classifier", "adversarial", "adv_loss", "disc_batch",
+                                    "init", "data", "split", "ema", "ema_decay", "beta1", "beta2")
            if cfg[k] != getattr(defaults, k)]
 if cfg["d_lr"] != cfg["g_lr"]:  # the card states one learning rate
     changed.append(f"d_lr {cfg['d_lr']}")
@@ -90,8 +90,11 @@ PY
   fi
   SOURCE=$(sed -n 4p <<< "$FACTS")
   COMMAND=$(tail -n 1 <<< "$FACTS")
-  if [ "$INIT" = l1 ]; then INHERITS="initialised from the teacher's largest-L1 filters"
-  else INHERITS="initialised from the teacher with \`--init $INIT\`"; fi
+  case $INIT in
+    l1) INHERITS="initialised from the teacher's largest-L1 filters";;
+    prefix) INHERITS="initialised from the teacher's first channels of each layer";;
+    *) INHERITS="initialised from the teacher with \`--init $INIT\`";;
+  esac
   # swap the new folder in; the old one comes back if the evaluation or the card fails or is interrupted
   restore() { rm -rf "$DEST"; if [ -d "$DEST.old" ]; then mv "$DEST.old" "$DEST"; fi; }
   if [ -d "$DEST.old" ]; then restore; fi  # an earlier ship of this width was interrupted: put it back first
