@@ -1,6 +1,7 @@
 """The command line's arguments: config flags generated from the dataclasses (one set of names and
 defaults for the API and the CLI) and the way back from a recorded run to its distill command line, value
-parsers, usage errors, and the output-path checks that run before a command does. gandistill/cli.py builds the parser and runs the commands with these.
+parsers, usage errors, and the output-path checks that run before a command does. gandistill/cli.py builds
+the parser and runs the commands with these.
 """
 from __future__ import annotations
 

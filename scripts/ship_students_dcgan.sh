@@ -26,13 +26,13 @@ for SPEC in "${SPECS[@]}"; do
   EVAL_INCEPTION_ARG=$([ "$INCEPTION_N" -gt 0 ] && echo 1 || true)
   # the run's facts, checked before anything is written: finished, distilled from this teacher's weights
   FACTS=$(python - "$RUN" "$TEACHER" "$W" <<'PY'
-import json, re, sys
+import dataclasses, json, re, sys
 from pathlib import Path
 sys.path.insert(0, "scripts")
 from results import teacher_of, threads_text  # the same rules as the results table's
 from gandistill.checkpoint import weights_sha256
 from gandistill.cli_args import distill_command_for
-from gandistill.config import DistillConfig
+from gandistill.config import DISTILL_BOOKKEEPING, DistillConfig
 run, teacher, width = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 if not (run / "student" / "config.json").is_file():  # student/ is written when a run completes
     sys.exit(f"{run}: no finished student")
@@ -57,10 +57,12 @@ else:  # tqdm's elapsed time, [MM:SS<...] or [H:MM:SS<...]: each segment's last 
         minutes += sum(a for a, b in zip(stamps, stamps[1:]) if b < a) + (stamps[-1] if stamps else 0.0)
     wall_text = f"about {round(minutes)} min (its logged segments)" if minutes else None
 defaults = DistillConfig()
-changed = [f"{k} {cfg[k]}" for k in ("pixel", "pixel_kind", "feature", "feature_kind", "disc_feature", "disc_kl",
-                                    "perceptual", "class_kl", "classifier", "adversarial", "adv_loss", "disc_batch",
-                                    "init", "data", "split", "ema", "ema_decay", "beta1", "beta2")
-           if cfg[k] != getattr(defaults, k)]
+# every setting away from its default, except those the card states in words (teacher, width, steps, batch, seed,
+# learning rate and schedule, data path) and bookkeeping: a setting added to DistillConfig is listed without edits
+on_card = DISTILL_BOOKKEEPING | {"teacher", "width", "steps", "batch_size", "seed", "g_lr", "d_lr", "lr_schedule",
+                                 "data_root"}
+changed = [f"{f.name} {cfg[f.name]}" for f in dataclasses.fields(DistillConfig)
+           if f.name not in on_card and cfg[f.name] != getattr(defaults, f.name)]
 if cfg["d_lr"] != cfg["g_lr"]:  # the card states one learning rate
     changed.append(f"d_lr {cfg['d_lr']}")
 lines = commands.read_text().splitlines() if commands.is_file() else []
