@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .config import FORMAT_VERSION, MODEL_CONFIGS
+from .config import FORMAT_VERSION, MODEL_CONFIGS, upgrade_format
 from .models import KINDS, build_model, kind_of
 
 CONFIG_NAME = "config.json"
@@ -124,6 +124,7 @@ def read_config(directory: str | os.PathLike) -> dict:
     if version > FORMAT_VERSION:
         raise ValueError(f"{path}: format version {version} is newer than this gandistill supports "
                          f"({FORMAT_VERSION}); upgrade gandistill")
+    meta = upgrade_format(meta)
     family = meta.get("family")
     if family not in MODEL_CONFIGS:
         raise ValueError(f"{path}: unknown family {family!r}; known: {', '.join(sorted(MODEL_CONFIGS))}")

@@ -21,7 +21,7 @@ from .cli_args import (
     config_from_args,
     removed_if_failed,
 )
-from .config import MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
+from .config import GAN_FAMILIES, MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
 from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_not_input
 
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{n}: {IMPORT_FORMATS.get(n).description}" for n in IMPORT_FORMATS)
                    + " (default: %(default)s: detected from the file)")
     p.add_argument("--out", required=True, help="directory to write")
-    p.add_argument("--family", default=None, choices=("dcgan", "stylegan2"),
+    p.add_argument("--family", default=None, choices=GAN_FAMILIES,
                    help="instead of --format: a plain state dict of one of our own families, written as one "
                         "model directory (config.json + model.safetensors)")
     p.add_argument("--kind", default="generator", choices=("generator", "discriminator"),

@@ -13,7 +13,7 @@ import shlex
 import typing
 from pathlib import Path
 
-from .config import DISTILL_BOOKKEEPING, FEATURE_KINDS, LR_SCHEDULES, DistillConfig
+from .config import DISTILL_BOOKKEEPING, FEATURE_KINDS, GAN_FAMILIES, LR_SCHEDULES, DistillConfig
 from .outputs import RunLocked
 
 FIELD_HELP = {
@@ -21,7 +21,8 @@ FIELD_HELP = {
     "family": "model family",
     "resolution": "image size (32 or 64)",
     "channels": "image channels (1 or 3)",
-    "base_channels": "channels of the narrowest hidden layer at width 1",
+    "base_channels": "channels of the narrowest hidden layer at width 1 (stylegan2: at the output resolution, doubling "
+                     "below it up to 4x)",
     "width": "width multiplier of every hidden layer, in (0, 1]",
     "d_width": "the discriminator's width multiplier",
     "data": "dataset name (for distill also 'none': data-free, teacher images count as real)",
@@ -92,7 +93,7 @@ FIELD_HELP = {
     "verbose": "print what each phase does",
 }
 CHOICES = {
-    "family": ("dcgan", "stylegan2"),
+    "family": GAN_FAMILIES,
     "loss": ("hinge", "nonsat", "lsgan"),
     "adv_loss": ("hinge", "nonsat", "lsgan"),
     "init": ("l1", "prefix", "random", "svs"),

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-FORMAT_VERSION = 1
+# 2: "stylegan2" is StyleGAN2 as published; in format 1 files it named today's "stylegan2-lite" (upgrade_format)
+FORMAT_VERSION = 2
 # train() and distill() seed numpy with seed * 1000 + rank, and numpy takes seeds below 2**32
 MAX_SEED = (2**32 - 1) // 1000 - 1
 _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
@@ -179,10 +180,10 @@ class DCGANConfig(ConfigMixin):
 
 
 @dataclass(frozen=True)
-class StyleGAN2Config(ConfigMixin):
-    """Small StyleGAN2-like generator and residual discriminator."""
+class StyleGAN2LiteConfig(ConfigMixin):
+    """gandistill's earlier small StyleGAN2-like family (bilinear resampling, one w, tanh): see models/stylegan2_lite.py."""
 
-    family: ClassVar[str] = "stylegan2"
+    family: ClassVar[str] = "stylegan2-lite"
     resolution: int = 32
     channels: int = 1
     z_dim: int = 128
@@ -201,12 +202,79 @@ class StyleGAN2Config(ConfigMixin):
         _check_width(self)
 
 
-MODEL_CONFIGS: dict[str, type] = {"dcgan": DCGANConfig, "stylegan2": StyleGAN2Config}
-GAN_FAMILIES = ("dcgan", "stylegan2")
+@dataclass(frozen=True)
+class StyleGAN2Config(ConfigMixin):
+    """StyleGAN2 as published (NVlabs stylegan2-ada-pytorch / rosinality stylegan2-pytorch draw the same images).
+
+    Channels at resolution r: ``min(channel_base // r, channel_max)`` times ``width`` (NVlabs' rule; rosinality's
+    table is channel_base 16384 x channel_multiplier, channel_max 512).
+    """
+
+    family: ClassVar[str] = "stylegan2"
+    resolution: int = 32  # 8, 16, ..., 1024
+    channels: int = 1
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    mapping_lr_mul: float = 0.01
+    channel_base: int = 4096
+    channel_max: int = 256
+    width: float = 1.0
+    conv_clamp: float | None = None  # clamp of every activation (NVlabs sets 256 for mixed-precision configs)
+    w_avg_beta: float = 0.995  # decay of the tracked mean w; 1 stops tracking
+    mbstd_group: int = 4  # discriminator only
+    mbstd_channels: int = 1  # discriminator only
+
+    def __post_init__(self):
+        _check_types(self, int, ("resolution", "channels", "z_dim", "w_dim", "mapping_layers", "channel_base",
+                                 "channel_max", "mbstd_group", "mbstd_channels"))
+        _check_types(self, float, ("mapping_lr_mul", "w_avg_beta"))
+        _check_type(self, "conv_clamp", float, allow_none=True)
+        _check_choice(self, "resolution", tuple(2**i for i in range(3, 11)))
+        _check_choice(self, "channels", (1, 3))
+        _check_range(self, ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group",
+                            "mbstd_channels"), 1, 2**20)
+        _check_range(self, ("mapping_lr_mul",), 0, low_open=True)
+        _check_range(self, ("w_avg_beta",), 0, 1)
+        if self.conv_clamp is not None:
+            _check_range(self, ("conv_clamp",), 0, low_open=True)
+        _check_width(self)
+        _check(min(self.channel_base // self.resolution, self.channel_max) >= 1, "channel_base",
+               f"must be >= resolution ({self.resolution}) so that every block has a channel, got {self.channel_base}")
+
+
+MODEL_CONFIGS: dict[str, type] = {"dcgan": DCGANConfig, "stylegan2": StyleGAN2Config,
+                                  "stylegan2-lite": StyleGAN2LiteConfig}
+GAN_FAMILIES = ("dcgan", "stylegan2", "stylegan2-lite")
 ADVERSARIAL_LOSSES = ("hinge", "nonsat", "lsgan")
 SPLITS = ("train", "test")
 FEATURE_KINDS = ("mse", "relative")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def upgrade_format(meta: dict) -> dict:
+    """A config.json / export metadata dict of an older ``gandistill_format`` in today's names (a copy).
+
+    Format 1 called the StyleGAN2-like family "stylegan2"; since format 2 that name is StyleGAN2 as published and
+    the old family is "stylegan2-lite". The family names inside the lineage (teachers) are renamed the same way.
+    """
+    if not isinstance(meta, dict) or meta.get("gandistill_format") != 1:
+        return meta
+
+    def rename(node):
+        if isinstance(node, dict):
+            out = {k: rename(v) for k, v in node.items()}
+            if out.get("family") == "stylegan2":
+                out["family"] = "stylegan2-lite"
+            return out
+        return [rename(v) for v in node] if isinstance(node, list) else node
+
+    upgraded = dict(meta)
+    if upgraded.get("family") == "stylegan2":
+        upgraded["family"] = "stylegan2-lite"
+    if isinstance(upgraded.get("lineage"), dict):
+        upgraded["lineage"] = rename(upgraded["lineage"])
+    return upgraded
 
 
 def model_config(family: str, **kwargs):
@@ -285,8 +353,10 @@ class TrainConfig(ConfigMixin):
 
     def model_config(self, discriminator: bool = False):
         width = self.d_width if discriminator else self.width
-        return MODEL_CONFIGS[self.family](resolution=self.resolution, channels=self.channels,
-                                          base_channels=self.base_channels, width=width)
+        sizes = {"base_channels": self.base_channels}
+        if self.family == "stylegan2":  # base_channels at the output resolution, doubling below it up to 4x
+            sizes = {"channel_base": self.base_channels * self.resolution, "channel_max": 4 * self.base_channels}
+        return MODEL_CONFIGS[self.family](resolution=self.resolution, channels=self.channels, width=width, **sizes)
 
 
 # Settings DistillConfig gained after runs and students were made with it, each with the value a record made before

@@ -37,6 +37,7 @@ from .checkpoint import (
     sha256_file,
     write_json,
 )
+from .config import FORMAT_VERSION, upgrade_format
 from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
 from .outputs import OutputRefused, check_not_input
@@ -354,7 +355,8 @@ def _prepare(model: nn.Module | str | os.PathLike) -> nn.Module:
         raise _usage_error(f"model must be a generator or a model directory, got {type(model).__name__}")
     if kind_of(model) != "generator":
         raise _usage_error(f"only generators are exported, got a {kind_of(model)}")
-    random_noise = [n for n, m in model.named_modules() if isinstance(m, NoiseInjection) and m.mode == "random"]
+    random_noise = [n or "generator" for n, m in model.named_modules()
+                    if (isinstance(m, NoiseInjection) and m.mode == "random") or getattr(m, "noise_mode", "") == "random"]
     if random_noise:
         raise _usage_error(f"noise mode 'random' ({random_noise[0]}, ...) makes outputs non-deterministic and "
                            f"cannot be checked; call set_noise_mode('auto'), 'const' or 'none' before export")
@@ -367,8 +369,10 @@ def export_metadata(generator: nn.Module, format: str, uint8: bool) -> dict:
     """What an exported file says about itself: family, width, lineage, gandistill version, I/O contract."""
     config = generator.config
     size = f"{config.resolution}, {config.resolution}"
-    return {
+    bounded = generator.family != "stylegan2"  # tanh families; StyleGAN2 as published outputs the raw ToRGB sum
+    meta = {
         "gandistill_version": __version__,
+        "gandistill_format": FORMAT_VERSION,
         "format": format,
         "family": generator.family,
         "width": config.width,
@@ -377,8 +381,13 @@ def export_metadata(generator: nn.Module, format: str, uint8: bool) -> dict:
         "lineage": getattr(generator, "lineage", None),
         "input": f"z float32 [N, {generator.z_dim}], standard normal",
         "output": (f"img uint8 [N, {size}, {config.channels}]" if uint8
-                   else f"img float32 [N, {config.channels}, {size}] in [-1, 1]"),
+                   else f"img float32 [N, {config.channels}, {size}] "
+                        + ("in [-1, 1]" if bounded else "about [-1, 1] (clamp for display)")),
     }
+    if hasattr(generator, "truncation_psi"):  # fixed in the graph: the file draws with these settings only
+        meta["sampling"] = {"truncation_psi": generator.truncation_psi,
+                            "truncation_cutoff": generator.truncation_cutoff, "noise_mode": generator.noise_mode}
+    return meta
 
 
 def _flat_metadata(meta: dict) -> dict[str, str]:
@@ -405,7 +414,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
                 raise ValueError(f"{path}: corrupt or not a TorchScript file ({_first_line(e)})") from None
         if not extra[METADATA_FILE]:
             raise ValueError(f"{path}: no gandistill metadata (not exported by gandistill?)")
-        return json.loads(extra[METADATA_FILE])
+        return _upgraded(json.loads(extra[METADATA_FILE]))
     onnx = _require("onnx", "reading ONNX metadata")
     try:
         proto = onnx.load(str(path), load_external_data=False)
@@ -422,6 +431,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
                 else json.loads(value)
         except json.JSONDecodeError:
             meta[name] = value
+    return _upgraded(meta)
+
+
+def _upgraded(meta: dict) -> dict:
+    # exports written before gandistill_format was recorded in them are format 1 (config.upgrade_format)
+    if isinstance(meta, dict) and "gandistill_format" not in meta:
+        meta = upgrade_format({**meta, "gandistill_format": 1})
     return meta
 
 

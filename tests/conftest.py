@@ -16,7 +16,8 @@ import torch
 # tiny configs: every family must pass the shared suite at these sizes in seconds on a CPU
 TINY = {
     "dcgan": dict(base_channels=8),
-    "stylegan2": dict(base_channels=4, z_dim=16, w_dim=16, mapping_layers=2),
+    "stylegan2": dict(channel_base=128, channel_max=8, z_dim=16, w_dim=16, mapping_layers=2),
+    "stylegan2-lite": dict(base_channels=4, z_dim=16, w_dim=16, mapping_layers=2),
 }
 FAMILIES = sorted(TINY)
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -56,16 +57,26 @@ def _seed():
     torch.manual_seed(0)
 
 
+def _sizes(family: str, kw: dict) -> dict:
+    """TINY[family] with ``kw``; ``base_channels=b`` (the tests' one size knob) means, for stylegan2, b channels
+    at 32 px and 2b below (channel_base 32b, channel_max 2b)."""
+    kw = dict(kw)
+    if family == "stylegan2" and "base_channels" in kw:
+        b = kw.pop("base_channels")
+        kw.update(channel_base=32 * b, channel_max=2 * b)
+    return {**TINY[family], **kw}
+
+
 def tiny_generator(family: str, **kw):
     from gandistill.models import build_generator
 
-    return build_generator(family, **{**TINY[family], **kw})
+    return build_generator(family, **_sizes(family, kw))
 
 
 def tiny_discriminator(family: str, **kw):
     from gandistill.models import build_discriminator
 
-    return build_discriminator(family, **{**TINY[family], **kw})
+    return build_discriminator(family, **_sizes(family, kw))
 
 
 def trained_looking(generator, mean_std: float = 0.5):

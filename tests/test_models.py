@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gandistill.checkpoint import from_pretrained, save_pretrained
-from gandistill.config import DCGANConfig, StyleGAN2Config
+from gandistill.config import DCGANConfig, StyleGAN2Config, StyleGAN2LiteConfig
 from gandistill.models import GENERATORS, build_discriminator, build_generator
 from gandistill.students import make_student
 
@@ -13,7 +13,7 @@ from .conftest import FAMILIES, TINY, tiny_discriminator, tiny_generator
 
 
 def test_registry_lists_both_families():
-    assert GENERATORS.names() == ["dcgan", "stylegan2"]
+    assert GENERATORS.names() == ["dcgan", "stylegan2", "stylegan2-lite"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -23,7 +23,10 @@ def test_generator_shape_range_and_taps(family, resolution, channels):
     z = torch.randn(3, g.z_dim)
     img, feats = g.forward_features(z)
     assert img.shape == (3, channels, resolution, resolution)
-    assert img.min() >= -1 and img.max() <= 1
+    if family == "stylegan2":  # as published: the raw sum of the ToRGB outputs, images clamp it on display
+        assert torch.isfinite(img).all()
+    else:  # tanh
+        assert img.min() >= -1 and img.max() <= 1
     assert tuple(feats) == g.taps
     # at least one tap per resolution from 4 up to the output
     sizes = {f.shape[-1] for f in feats.values()}
@@ -145,11 +148,13 @@ def test_student_lineage_survives_save_load(family, tmp_path):
 
 @pytest.mark.parametrize("kwargs,field", [
     (dict(width=0.0), "width"), (dict(width=1.5), "width"), (dict(width=-0.1), "width"),
-    (dict(resolution=48), "resolution"), (dict(channels=2), "channels"), (dict(base_channels=0), "base_channels"),
+    (dict(resolution=48), "resolution"), (dict(channels=2), "channels"), (dict(base_channels=0), "channel"),
     (dict(z_dim=0), "z_dim"), (dict(width="half"), "width"), (dict(bogus=1), "bogus"),
 ])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_invalid_config_names_the_field(family, kwargs, field):
+    if family == "stylegan2" and "base_channels" in kwargs:
+        kwargs = dict(channel_base=0)
     with pytest.raises(ValueError, match=field):
         build_generator(family, **kwargs)
     with pytest.raises(ValueError, match=field):
@@ -157,12 +162,13 @@ def test_invalid_config_names_the_field(family, kwargs, field):
 
 
 def test_unknown_family_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown generator family 'biggan'.*dcgan, stylegan2"):
+    with pytest.raises(ValueError, match="unknown generator family 'biggan'.*dcgan, stylegan2, stylegan2-lite"):
         build_generator("biggan")
 
 
 def test_config_objects_are_frozen_and_round_trip():
-    for cfg in (DCGANConfig(width=0.5), StyleGAN2Config(resolution=64)):
+    for cfg in (DCGANConfig(width=0.5), StyleGAN2Config(resolution=64), StyleGAN2LiteConfig(resolution=64),
+                StyleGAN2Config(conv_clamp=256.0, mapping_lr_mul=0.5)):
         assert type(cfg).from_dict(cfg.to_dict()) == cfg
         with pytest.raises(dataclasses.FrozenInstanceError):
             cfg.width = 0.3
@@ -181,8 +187,8 @@ def test_make_student_rejects_bad_init_and_discriminator():
         make_student(tiny_discriminator("dcgan"), 0.5)
 
 
-def test_stylegan2_noise_modes():
-    g = tiny_generator("stylegan2")
+def test_stylegan2_lite_noise_modes():
+    g = tiny_generator("stylegan2-lite")
     with torch.no_grad():
         g.conv1["4"].noise.strength.fill_(1.0)
     z = torch.randn(2, g.z_dim)
@@ -312,3 +318,51 @@ def test_for_inference_serves_other_generators_as_they_are():
     assert for_inference(custom) is custom
     with pytest.raises(ValueError, match="needs a generator, got a discriminator"):
         for_inference(tiny_discriminator("dcgan"))
+
+
+def test_stylegan2_noise_modes_and_truncation():
+    g = tiny_generator("stylegan2").eval()
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(1.0)
+        g.mapping.w_avg.normal_()
+    z = torch.randn(2, g.z_dim)
+    assert torch.equal(g(z), g(z))  # const noise by default, in training mode too
+    g.set_noise_mode("random")
+    assert not torch.equal(g(z), g(z))
+    g.set_noise_mode("none")
+    no_noise = g(z)
+    g.set_noise_mode("auto")  # "auto" is const
+    assert g.noise_mode == "const" and not torch.equal(g(z), no_noise)
+    with pytest.raises(ValueError, match="noise mode"):
+        g.set_noise_mode("loud")
+    # psi 0 draws w_avg for every z: one image; a cutoff keeps the later styles
+    g.set_truncation(0.0)
+    img = g(z)
+    torch.testing.assert_close(img[0], img[1])
+    g.set_truncation(0.0, cutoff=2)
+    assert not torch.allclose(g(z)[0], g(z)[1])
+    with pytest.raises(ValueError, match="cutoff"):
+        g.set_truncation(0.5, cutoff=g.num_ws + 1)
+
+
+def test_stylegan2_num_ws_and_w_plus():
+    g = tiny_generator("stylegan2", resolution=64).eval()
+    assert g.num_ws == 2 * 5 == g.mapping.num_ws  # 2 per block from 4 to 64 px
+    z = torch.randn(3, g.z_dim)
+    ws = g.mapping(z)
+    assert ws.shape == (3, g.num_ws, g.config.w_dim)
+    torch.testing.assert_close(g.synthesis(ws)[0], g(z))
+    mixed = ws.clone()
+    mixed[:, 6:] = ws.flip(0)[:, 6:]  # style mixing: the fine styles of other samples change the image
+    assert not torch.allclose(g.synthesis(mixed)[0], g(z))
+
+
+def test_stylegan2_tracks_w_avg_only_in_training():
+    g = tiny_generator("stylegan2")
+    before = g.mapping.w_avg.clone()
+    g.eval()(torch.randn(4, g.z_dim))
+    assert torch.equal(g.mapping.w_avg, before)
+    g.train()(torch.randn(4, g.z_dim))
+    assert not torch.equal(g.mapping.w_avg, before)

@@ -32,10 +32,10 @@ def _states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2", "stylegan2-lite"])
 def test_train_writes_a_gan_directory(tmp_path, family):
-    extra = {"r1_gamma": 0.1, "r1_every": 2} if family == "stylegan2" else {}
-    result = train(out=str(tmp_path / "run"), family=family, steps=6, base_channels=TINY[family]["base_channels"],
+    extra = {"r1_gamma": 0.1, "r1_every": 2} if family != "dcgan" else {}
+    result = train(out=str(tmp_path / "run"), family=family, steps=6, base_channels=TINY[family].get("base_channels", 4),
                    **{**FAST, "sample_every": 3, **extra})
     assert result.status == "completed" and result.step == 6
     g = from_pretrained(tmp_path / "run")

@@ -8,13 +8,16 @@ from ..registry import Registry
 from .classifier import FashionCNN
 from .dcgan import DCGANDiscriminator, DCGANGenerator, DCGANInference
 from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from .stylegan2_lite import StyleGAN2LiteDiscriminator, StyleGAN2LiteGenerator
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator family")
 DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator family")
 GENERATORS.register("dcgan", DCGANGenerator)
 GENERATORS.register("stylegan2", StyleGAN2Generator)
+GENERATORS.register("stylegan2-lite", StyleGAN2LiteGenerator)
 DISCRIMINATORS.register("dcgan", DCGANDiscriminator)
 DISCRIMINATORS.register("stylegan2", StyleGAN2Discriminator)
+DISCRIMINATORS.register("stylegan2-lite", StyleGAN2LiteDiscriminator)
 CLASSIFIERS: Registry[type[nn.Module]] = Registry("classifier family")
 CLASSIFIERS.register("fmnist-cnn", FashionCNN)
 # a family's generator rewritten for inference (same images to float32 rounding); families without one are
