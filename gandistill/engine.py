@@ -7,6 +7,7 @@ gandistill/train.py holds the two loops and imports these; the names it uses sta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import atomic_write, load_state
+from .config import DISTILL_BOOKKEEPING, DistillConfig
 from .outputs import OutputRefused, check_fresh_dir, check_no_links, check_not_input, open_append, run_lock
 
 
@@ -116,10 +118,16 @@ def _all_finite(*modules: nn.Module) -> bool:
 
 
 class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag checked between steps, so the state written is a whole step's."""
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so the state written is a whole step's.
+
+    Under torch.distributed a signal may reach one rank only (a scheduler's SIGTERM to one process): a rank that
+    left the loop alone would wait in a collective the others never enter. There the request travels in the
+    step's all-reduce (``_step_ok``) and every rank stops after the same step.
+    """
 
     def __init__(self):
-        self.requested = False
+        self.requested = False  # this process was asked to stop
+        self.agreed = False  # some rank was asked, as of the last step's all-reduce
         self._old = {}
 
     def __enter__(self):
@@ -136,6 +144,16 @@ class _StopRequest:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the loop ends before its next step: on one process at once, across ranks at the step all
+        ranks agreed on."""
+        return self.agreed if _distributed() else self.requested
+
+
+def _distributed() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
 
 
 def threading_main() -> bool:
@@ -230,25 +248,68 @@ def _holding_run_lock(run):
     return wrapper
 
 
-def _step_ok(loss: torch.Tensor) -> bool:
+def _step_ok(loss: torch.Tensor, stop: _StopRequest | None = None) -> bool:
     """Whether this step's losses are finite on every rank: the one host sync per step, the price of never
-    applying a NaN update. Ranks must agree, or one would skip a gradient all-reduce the others wait in."""
+    applying a NaN update. Ranks must agree, or one would skip a gradient all-reduce the others wait in.
+
+    Under torch.distributed the same all-reduce carries ``stop``'s request to every rank (``stop.agreed``)."""
     ok = torch.isfinite(loss).all()
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        flag = ok.to(torch.int32)  # on the loss's device, as NCCL needs
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        ok = flag
-    return bool(ok)
+    if not _distributed():
+        return bool(ok)
+    # one MAX over [non-finite here, stop requested here]: on the loss's device, as NCCL needs
+    requested = torch.tensor(stop is not None and stop.requested, device=ok.device)
+    flags = torch.stack([~ok, requested]).to(torch.int32)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    bad, stop_any = flags.tolist()
+    if stop is not None:
+        stop.agreed = bool(stop_any)
+    return not bad
 
 
-def _check_resumable(state: dict, cfg, kind: str, same: tuple[str, ...]) -> None:
+def _broadcast_start(modules: list[nn.Module | None], world: int) -> None:
+    """Every rank starts from rank 0's weights (what DDP does when it wraps a module): layers initialised fresh
+    draw from each rank's own random stream."""
+    if world > 1:
+        with torch.no_grad():
+            for module in modules:
+                if module is not None:
+                    for tensor in module.state_dict().values():
+                        dist.broadcast(tensor, 0)
+
+
+# Settings a resume may change: the run's length (extending it), and those that decide nothing about the weights
+# it ends with: where it writes and where the named dataset lives, how often it logs, draws samples, keeps snapshots
+# and saves its state. Everything else (learning rates, schedule, loss weights, classifier, batch sizes, seed, amp,
+# ...) is refused: the card would state the last segment's values for the whole run.
+RESUME_MAY_CHANGE = {
+    "distill": DISTILL_BOOKKEEPING | {"steps", "data_root"},
+    "train": frozenset({"out", "resume", "overwrite", "checkpoint_every", "sample_every", "log_every",
+                        "snapshot_every", "steps", "data_root"}),
+}
+# Compared by what decides the result: another card of the same kind draws the same random streams, CPU <-> CUDA
+# does not (nor can a CPU generator's saved state be set on a CUDA one)
+_RESUME_COMPARED_AS = {"device": lambda device: torch.device(device).type}
+
+
+def _check_resumable(state: dict, cfg, kind: str) -> None:
+    """Refuse, in one line naming each field (the run's value -> this command's), a resume whose settings are
+    not the run's, but for those in ``RESUME_MAY_CHANGE``."""
     if state.get("kind") != kind:
         raise ValueError(f"state.pt holds a {state.get('kind')!r} run, not a {kind!r} run")
-    saved = state["config"]
-    diff = [k for k in same if saved.get(k) != getattr(cfg, k)]
+    saved = DistillConfig.made_with(state["config"]) if kind == "distill" else state["config"]
+    free = RESUME_MAY_CHANGE[kind]
+    diff = []
+    for name in (f.name for f in dataclasses.fields(cfg)):
+        if name in free or name not in saved:  # a field newer than the state (and not in DISTILL_ADDED): unknown
+            continue
+        old, new = saved[name], getattr(cfg, name)
+        as_ = _RESUME_COMPARED_AS.get(name, lambda value: value)
+        if as_(old) != as_(new):
+            diff.append(f"{name} {old!r} -> {new!r}")
     if diff:
-        raise ValueError(f"cannot resume: {', '.join(f'{k}={saved.get(k)!r}' for k in diff)} in the saved run "
-                         f"differ from this command's; resume with the original settings")
+        raise ValueError(f"cannot resume: {', '.join(diff)} (the run's setting -> this command's); only steps and "
+                         f"bookkeeping ({', '.join(sorted(free - {'steps', 'resume', 'overwrite'}))}) may change: "
+                         f"resume with the run's settings or start a new run in another --out")
 
 
 def lr_at(schedule: str, step: int, steps: int) -> float:

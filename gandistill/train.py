@@ -21,8 +21,11 @@ from tqdm import tqdm
 
 from .checkpoint import (
     discriminator_dir,
+    from_pretrained,
     load_gan,
     load_state,
+    read_config,
+    resolve_model_dir,
     save_gan,
     save_pretrained,
     save_state,
@@ -33,6 +36,7 @@ from .data import BatchSampler, load_dataset
 from .engine import (
     _all_finite,
     _autocast,
+    _broadcast_start,
     _check_out,
     _check_resumable,
     _ema_update,
@@ -153,9 +157,12 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     # --- resume ---
     if cfg.resume:
         state = load_state(state_path, map_location=str(device))
-        _check_resumable(state, cfg, "train", ("family", "resolution", "channels", "base_channels", "width", "d_width"))
+        _check_resumable(state, cfg, "train")
         restore(state)
+        # the optimizers' saved learning rates are not the run's settings: train at the configured ones
+        _set_lrs({opt_g: cfg.g_lr, opt_d: cfg.d_lr}, lr_factor)
     else:
+        _broadcast_start([G, D, G_ema], world)
         checkpoint()  # step 0: the "last good state" that non-finite recovery falls back to
     log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
 
@@ -164,7 +171,7 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True,
                mininterval=1.0, file=sys.stderr)
     with _StopRequest() as stop:
-        while step < cfg.steps and not stop.requested:
+        while step < cfg.steps and not stop.stopping:
             real = data.batch(sampler.next(), device)  # [B, C, R, R]
             z = torch.randn(cfg.batch_size, G.z_dim, device=device, generator=z_gen)
 
@@ -185,7 +192,7 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
             D.requires_grad_(True)
             terms["g_loss"] = g_loss
 
-            if _step_ok(d_loss + g_loss):
+            if _step_ok(d_loss + g_loss, stop):
                 opt_d.zero_grad(set_to_none=True)
                 opt_g.zero_grad(set_to_none=True)
                 d_loss.backward()
@@ -246,6 +253,28 @@ def _init_from(G: nn.Module, D: nn.Module, cfg: TrainConfig) -> None:
 
 # --- distill(): teacher -> student -----------------------------------------------------------------------
 
+def _load_classifier(cfg: DistillConfig, device: torch.device) -> nn.Module | None:
+    """The frozen classifier of the perceptual / class_kl terms, None when both are off; refused in one line when
+    it cannot take the teacher's images (it would fail at step 1, after the run folder and state.pt exist)."""
+    if not (cfg.perceptual > 0 or cfg.class_kl > 0):
+        return None
+    classifier = from_pretrained(cfg.classifier, kind="classifier", map_location=str(device))
+    classifier.eval().requires_grad_(False)
+    tc, cc = read_config(resolve_model_dir(cfg.teacher))["config_obj"], classifier.config
+    if cc.channels != tc.channels:
+        raise ValueError(f"--classifier {cfg.classifier} takes {cc.channels}-channel images, the teacher {cfg.teacher} "
+                         f"draws {tc.channels}-channel ones; choose a classifier trained on images like the teacher's")
+    # other sizes are resized to the classifier's own; a classifier that cannot take them fails on this probe
+    try:
+        with torch.no_grad():
+            classifier.forward_features(torch.zeros(1, tc.channels, tc.resolution, tc.resolution, device=device))
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--classifier {cfg.classifier} cannot take the teacher's {tc.resolution} px images "
+                         f"({reason}); choose a classifier trained on images like the teacher's") from None
+    return classifier
+
+
 @_holding_run_lock
 def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResult:
     """Distill a ``width``-times narrower student from a frozen teacher; writes ``student/`` (EMA when enabled).
@@ -255,8 +284,6 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     discriminator), perceptual and class_kl (on a classifier), adversarial (a discriminator that starts
     from the teacher's and keeps training; real images are data, or teacher images when ``data="none"``).
     """
-    from .checkpoint import from_pretrained
-
     cfg = _resolve_config(DistillConfig, config, overrides)
 
     # --- set up: devices, ranks, seeds, output ---
@@ -273,6 +300,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                   + ("; the adversarial term trains a fresh discriminator" if cfg.adversarial > 0 else ""),
                   file=sys.stderr)
         cfg = cfg.replace(disc_feature=0.0, disc_kl=0.0)
+    classifier = _load_classifier(cfg, device)  # before the output folder: one that cannot fit leaves nothing
     out = Path(cfg.out)
     state_path = _check_out(out, cfg, rank)
     torch.manual_seed(cfg.seed * 1000 + rank)
@@ -312,11 +340,8 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     adapters = (make_adapters(s_probe, t_probe, list(teacher.distill_taps), kept_channels_by_tap(student)).to(device)
                 if cfg.feature > 0 else nn.ModuleDict())
 
-    # --- optional classifier for perceptual / class_kl ---
-    classifier = None
-    if cfg.perceptual > 0 or cfg.class_kl > 0:
-        classifier = from_pretrained(cfg.classifier, kind="classifier", map_location=str(device))
-        classifier.eval().requires_grad_(False)
+    # --- optional classifier for perceptual / class_kl (loaded and checked before the output folder) ---
+    if classifier is not None:
         # the student's lineage names the network whose features trained it: an evaluation through that same
         # network is then no independent judge, and evaluate() says so beside the scores
         trained_on = {"kind": "classifier", "weights_sha256": weights_sha256(cfg.classifier, kind="classifier"),
@@ -385,14 +410,14 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     # --- resume ---
     if cfg.resume:
         state = load_state(state_path, map_location=str(device))
-        _check_resumable(state, cfg, "distill", ("teacher", "width", "init", "feature", "adversarial", "data",
-                                                  "ema"))
+        _check_resumable(state, cfg, "distill")
         if state.get("teacher_sha256", teacher_sha256) != teacher_sha256:  # states before this field: no check
             raise ValueError(f"cannot resume: {cfg.teacher}'s generator weights changed since this run started "
                              f"(sha256 {state['teacher_sha256'][:12]}... then, {teacher_sha256[:12]}... now); "
                              f"start a new run")
         restore(state)
     else:
+        _broadcast_start([student, student_ema, adapters, D], world)
         checkpoint()
     log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
     if rank == 0:
@@ -403,7 +428,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distill w{cfg.width:g}", disable=rank != 0,
                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
     with _StopRequest() as stop:
-        while step < cfg.steps and not stop.requested:
+        while step < cfg.steps and not stop.stopping:
             z = torch.randn(cfg.batch_size, teacher.z_dim, device=device, generator=z_gen)
 
             # teacher: images and taps for the same z, no graph
@@ -453,9 +478,9 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
             else:
                 total_check = total
 
-            if _step_ok(total_check):
-                if cfg.lr_schedule != "constant":
-                    _set_lrs(optimizers, lr_factor * lr_at(cfg.lr_schedule, step, cfg.steps))
+            if _step_ok(total_check, stop):
+                # every step, constant included: a resumed optimizer holds the rate it was saved with
+                _set_lrs(optimizers, lr_factor * lr_at(cfg.lr_schedule, step, cfg.steps))
                 opt_g.zero_grad(set_to_none=True)
                 total.backward()
                 _sync_grads([student, adapters], world)

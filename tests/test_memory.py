@@ -32,12 +32,12 @@ def test_live_tensors_do_not_grow_with_steps(tmp_path, monkeypatch, kind):
     calls = 0
     step_ok = train_mod._step_ok
 
-    def probing_step_ok(loss):  # called once per step, before the update: a fixed point in the loop
+    def probing_step_ok(loss, stop):  # called once per step, before the update: a fixed point in the loop
         nonlocal calls
         calls += 1
         if calls in PROBES:
             snapshots.append(_live_tensors())
-        return step_ok(loss)
+        return step_ok(loss, stop)
 
     monkeypatch.setattr(train_mod, "_step_ok", probing_step_ok)
     common = dict(data="synthetic", batch_size=4, steps=PROBES[-1] + 1, log_every=LOG_EVERY, sample_every=0,
