@@ -19,7 +19,7 @@ INITS: Registry[str] = Registry("student init")
 for _name, _doc in (("l1", "keep the output channels with the largest L1 filter norm"),
                     ("prefix", "keep the first k channels"),
                     ("random", "fresh random initialisation, nothing inherited"),
-                    ("svs", "l1, then each inherited weight's singular values evened out (singular value scaling)")):
+                    ("svs", "l1, then each inherited convolution kernel's singular values evened out (singular value scaling)")):
     INITS.register(_name, _doc)
 
 
@@ -41,11 +41,16 @@ def make_student(teacher: nn.Module, width: float, init: str = DistillConfig.ini
             or not 0.0 < width <= 1.0:
         raise ValueError(f"width must be in (0, 1], got {width!r}")
     INITS.get(init)
-    if seed is not None:
-        torch.manual_seed(seed)
 
     config = teacher.config.replace(width=teacher.config.width * float(width))
-    student = build_generator(teacher.family, config)
+    if seed is None:
+        student = build_generator(teacher.family, config)
+    else:
+        # fresh layers draw from the global CPU generator: a forked one, so that the seed alone decides them and
+        # the caller's random streams go on as if make_student had not been called
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            student = build_generator(teacher.family, config)
     kept: dict[str, list[int]] = {}
     if init != "random":
         t_state, s_state = teacher.state_dict(), student.state_dict()
@@ -67,7 +72,9 @@ def make_student(teacher: nn.Module, width: float, init: str = DistillConfig.ini
             if tensor.shape != s_state[name].shape:
                 raise RuntimeError(f"surgery bug: {name} sliced to {list(tensor.shape)}, "
                                    f"student needs {list(s_state[name].shape)}")
-            if init == "svs" and name in index_for and name.endswith("weight") and tensor.ndim >= 2:
+            # convolution kernels [out, in, kh, kw] only: a StyleGAN2 style affine ([in, w_dim], also a sliced
+            # "weight") maps w to one scale per input channel, and rescaling its singular values changes styles
+            if init == "svs" and name in index_for and name.endswith("weight") and tensor.ndim == 4:
                 tensor = singular_value_scaling(tensor)
             new_state[name] = tensor.clone()
         student.load_state_dict(new_state)
