@@ -513,6 +513,12 @@ def _add_export_parser(sub) -> None:
                         "[-1, 1], is below this (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an --out (or export.json) that is not an earlier export recorded in export.json")
+    p.add_argument("--truncation-psi", dest="truncation_psi", type=float, default=None,
+                   help="stylegan2: draw w_avg + psi (w - w_avg), fixed in the file (default: the model's, 1)")
+    p.add_argument("--truncation-cutoff", dest="truncation_cutoff", type=int, default=None,
+                   help="stylegan2: truncate only the first N styles (default: all)")
+    p.add_argument("--noise-mode", dest="noise_mode", choices=("const", "none"), default=None,
+                   help="stylegan2: the stored noise (const, default) or none, fixed in the file")
 
 
 def _cmd_export(args) -> int:
@@ -521,7 +527,8 @@ def _cmd_export(args) -> int:
     try:
         result = export(args.model, format=args.format, out=args.out, uint8=args.uint8, atol=args.atol,
                         batch_sizes=tuple(args.batch_sizes), seed=args.seed, overwrite=args.overwrite,
-                        quantize=args.quantize, min_psnr=args.min_psnr)
+                        quantize=args.quantize, min_psnr=args.min_psnr, truncation_psi=args.truncation_psi,
+                        truncation_cutoff=args.truncation_cutoff, noise_mode=args.noise_mode)
     except ExportArgumentError as e:
         raise UsageError(str(e)) from None
     except ExportError as e:  # a failed check or a missing extra: a failure, not a usage error

@@ -234,7 +234,8 @@ class ExportResult:
 def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", out: str | os.PathLike | None = None,
            uint8: bool = False, atol: float = 1e-4, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
            seed: int | None = None, overwrite: bool = False, quantize: str | None = None,
-           min_psnr: float = DEFAULT_MIN_PSNR) -> ExportResult:
+           min_psnr: float = DEFAULT_MIN_PSNR, truncation_psi: float | None = None,
+           truncation_cutoff: int | None = None, noise_mode: str | None = None) -> ExportResult:
     """Export a generator and check it against the PyTorch module (eval mode, float32, CPU) before it counts.
 
     model: a generator, or a model/GAN directory. format: one of ``FORMATS``. out: the file (torchscript, onnx)
@@ -242,7 +243,9 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
     atol: largest allowed absolute difference in [-1, 1] image units. seed: of the check's random z (default:
     fresh, recorded). quantize: one of ``QUANTIZATIONS`` (onnx only): the float graph is checked against PyTorch
     as above, then quantised and checked against itself: fail when the mean PSNR of its images on fresh z is
-    below ``min_psnr`` dB ([-1, 1] images). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
+    below ``min_psnr`` dB ([-1, 1] images). truncation_psi / truncation_cutoff / noise_mode: StyleGAN2's
+    sampling settings, fixed in the exported graph and recorded in its metadata (default: the model's own:
+    psi 1, const noise). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
     export recorded in ``export.json`` with the same digest is replaced without it). Raises ExportError when the
     check fails; nothing is then written under ``out``.
     """
@@ -279,6 +282,19 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
             _require(module, "ONNX export")
 
     generator = _prepare(model)
+    sampling = {k: v for k, v in (("truncation_psi", truncation_psi), ("truncation_cutoff", truncation_cutoff),
+                                  ("noise_mode", noise_mode)) if v is not None}
+    if sampling:
+        if not hasattr(generator, "set_truncation"):
+            raise _usage_error(f"{', '.join(sampling)} apply to stylegan2 generators, not {generator.family}")
+        try:
+            generator.set_truncation(sampling.get("truncation_psi", generator.truncation_psi),
+                                     sampling.get("truncation_cutoff", generator.truncation_cutoff))
+            if noise_mode == "random":
+                raise ValueError("noise mode 'random' makes outputs non-deterministic and cannot be checked")
+            generator.set_noise_mode(sampling.get("noise_mode", generator.noise_mode))
+        except ValueError as e:
+            raise _usage_error(str(e)) from None
     # the check below compares what was written with the generator itself, inference form or not
     served = for_inference(generator) if fmt.inference_form else generator
     deployed = UInt8Images(served).eval() if uint8 else served

@@ -261,3 +261,31 @@ def test_folders_saved_before_the_faithful_family_load_as_stylegan2_lite():
     student = from_pretrained(root / "stylegan2-fmnist-student-w0.25")
     assert teacher.family == student.family == "stylegan2-lite"
     assert student.lineage["teacher"]["family"] == "stylegan2-lite"
+
+
+def test_export_fixes_truncation_and_noise_and_records_them(tmp_path):
+    from gandistill.export import export, read_metadata
+
+    t, _ = _fixture("rosinality_rgb32")
+    _rosinality_file(tmp_path / "r.pt", t)
+    teacher = import_checkpoint(tmp_path / "r.pt").generator.eval()
+    result = export(teacher, "torchscript", tmp_path / "g.pt", truncation_psi=0.7, noise_mode="none", seed=0)
+    meta = read_metadata(tmp_path / "g.pt")
+    assert meta["sampling"] == {"truncation_psi": 0.7, "truncation_cutoff": None, "noise_mode": "none"}
+    assert meta["family"] == "stylegan2" and meta["gandistill_format"] == 2
+    assert result.record["check"]["max_abs_diff"] <= TOL
+    assert teacher.truncation_psi == 1.0 and teacher.noise_mode == "const"  # the caller's module is untouched
+    scripted = torch.jit.load(str(tmp_path / "g.pt"))
+    with torch.no_grad():
+        assert (scripted(t["z"]) - _images(teacher, t["z"], 0.7, noise="none")).abs().max() <= TOL
+        assert (scripted(t["z"]) - t["img_psi0.7"]).abs().max() > 1e-3  # noise none differs from the const image
+    with pytest.raises(ValueError, match="apply to stylegan2 generators"):
+        export(_dcgan(), "torchscript", tmp_path / "d.pt", truncation_psi=0.5)
+    with pytest.raises(ValueError, match="noise mode 'random'"):
+        export(teacher, "torchscript", tmp_path / "x.pt", noise_mode="random")
+
+
+def _dcgan():
+    from gandistill.models import build_generator
+
+    return build_generator("dcgan", base_channels=4)
