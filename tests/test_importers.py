@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from gandistill.importers import import_checkpoint
+from gandistill.importers import ImportRefused, import_checkpoint
 
 from .conftest import load_script
 
@@ -12,12 +12,13 @@ from .conftest import load_script
 class TutorialG(nn.Module):
     """pytorch/examples dcgan's Generator: ``main`` = (ConvT, BN, ReLU) x L, ConvT, Tanh; z is [N, nz, 1, 1]."""
 
-    def __init__(self, nz, ngf, nc, resolution, image_bias=False):
+    def __init__(self, nz, ngf, nc, resolution, image_bias=False, hidden_bias=False):
         super().__init__()
         mults = [8, 4, 2, 1] if resolution == 64 else [4, 2, 1]
         layers, prev = [], nz
         for i, m in enumerate(mults):
-            layers += [nn.ConvTranspose2d(prev, ngf * m, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False),
+            layers += [nn.ConvTranspose2d(prev, ngf * m, 4, 1 if i == 0 else 2, 0 if i == 0 else 1,
+                                          bias=hidden_bias),
                        nn.BatchNorm2d(ngf * m), nn.ReLU(True)]
             prev = ngf * m
         layers += [nn.ConvTranspose2d(prev, nc, 4, 2, 1, bias=image_bias), nn.Tanh()]
@@ -30,12 +31,13 @@ class TutorialG(nn.Module):
 class TutorialD(nn.Module):
     """pytorch/examples dcgan's Discriminator: Conv, LReLU, (Conv, BN, LReLU) x L-1, Conv to 1, Sigmoid."""
 
-    def __init__(self, ndf, nc, resolution):
+    def __init__(self, ndf, nc, resolution, hidden_bias=False):
         super().__init__()
         mults = [1, 2, 4, 8] if resolution == 64 else [1, 2, 4]
         layers, prev = [], nc
         for i, m in enumerate(mults):
-            layers.append(nn.Conv2d(prev, ndf * m, 4, 2, 1, bias=False))
+            # hidden_bias: biases on the convolutions a batch norm follows (the ones it can absorb)
+            layers.append(nn.Conv2d(prev, ndf * m, 4, 2, 1, bias=hidden_bias and i > 0))
             if i > 0:
                 layers.append(nn.BatchNorm2d(ndf * m))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
@@ -64,11 +66,12 @@ def _trained_looking(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
-def save_tutorial(path, resolution=64, nc=3, nz=100, ngf=8, ndf=8, image_bias=False, with_d=True, wrap="dict"):
+def save_tutorial(path, resolution=64, nc=3, nz=100, ngf=8, ndf=8, image_bias=False, with_d=True, wrap="dict",
+                  hidden_bias=False):
     """Save the layout the way those scripts do; returns (netG, netD or None)."""
     torch.manual_seed(1)
-    g = _trained_looking(TutorialG(nz, ngf, nc, resolution, image_bias))
-    d = _trained_looking(TutorialD(ndf, nc, resolution)) if with_d else None
+    g = _trained_looking(TutorialG(nz, ngf, nc, resolution, image_bias, hidden_bias))
+    d = _trained_looking(TutorialD(ndf, nc, resolution, hidden_bias)) if with_d else None
     if wrap == "bare":
         torch.save(g.state_dict(), path)
     elif wrap == "dict":
@@ -84,9 +87,11 @@ def save_tutorial(path, resolution=64, nc=3, nz=100, ngf=8, ndf=8, image_bias=Fa
 
 @pytest.mark.parametrize("resolution", [32, 64])
 @pytest.mark.parametrize("nc", [1, 3])
-@pytest.mark.parametrize("image_bias", [False, True])
-def test_dcgan_tutorial_parity(tmp_path, resolution, nc, image_bias):
-    g, d = save_tutorial(tmp_path / "ckpt.pth", resolution, nc, nz=20, ngf=8, ndf=4, image_bias=image_bias)
+@pytest.mark.parametrize(("image_bias", "hidden_bias"), [(False, False), (True, False), (True, True)])
+def test_dcgan_tutorial_parity(tmp_path, resolution, nc, image_bias, hidden_bias):
+    """hidden_bias: biases on the convolutions before each batch norm, which our layers fold into its mean."""
+    g, d = save_tutorial(tmp_path / "ckpt.pth", resolution, nc, nz=20, ngf=8, ndf=4, image_bias=image_bias,
+                         hidden_bias=hidden_bias)
     imported = import_checkpoint(tmp_path / "ckpt.pth")
     assert imported.format == "pytorch-dcgan"
     cfg = imported.generator.config
@@ -147,6 +152,17 @@ def test_discriminator_given_as_generator(tmp_path):
     torch.save(d.state_dict(), tmp_path / "netD.pth")
     with pytest.raises(ValueError, match="holds a DCGAN discriminator .* expected a generator"):
         import_checkpoint(tmp_path / "netD.pth")
+
+
+@pytest.mark.parametrize("layer", ["main.0", "main.11"])
+def test_a_discriminator_bias_no_batch_norm_absorbs_is_refused(tmp_path, layer):
+    g = _trained_looking(TutorialG(10, 8, 3, 64))
+    d = _trained_looking(TutorialD(8, 3, 64)).state_dict()
+    d[f"{layer}.bias"] = torch.full((d[f"{layer}.weight"].shape[0],), 0.3)  # the first or the logit layer
+    torch.save({"netG": g.state_dict(), "netD": d}, tmp_path / "ckpt.pth")
+    with pytest.raises(ImportRefused, match=rf"\(netD\): {layer} has a bias that no batch norm follows; .* its "
+                                            r"logits would differ$"):
+        import_checkpoint(tmp_path / "ckpt.pth")
 
 
 def test_shapes_that_fit_no_size(tmp_path):

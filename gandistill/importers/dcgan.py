@@ -9,7 +9,7 @@ from torch import nn
 
 from ..config import DCGANConfig
 from ..models import build_discriminator, build_generator
-from .base import FORMATS, Imported, ImportFormat, is_state_dict, load_exactly
+from .base import FORMATS, Imported, ImportFormat, ImportRefused, is_state_dict, load_exactly
 
 # --- pytorch-dcgan: an nn.Sequential named "main" -------------------------------------------------------
 
@@ -81,6 +81,15 @@ def _detect_dcgan(obj) -> str | None:
     return ", ".join(f"{kind} ({key or 'top level'})" for kind, (key, _) in found.items())
 
 
+def _fold_bias(conv: dict, bn: dict) -> dict:
+    """The batch norm's parameters with the convolution's bias taken into its running mean: in eval mode
+    ``bn(x + b)`` is ``(x + b - mean) / sqrt(var + eps) * w + beta``, so ``mean - b`` gives the same images
+    (and in train mode batch statistics cancel a per-channel constant anyway)."""
+    if "bias" not in conv:
+        return bn
+    return {**bn, "running_mean": bn["running_mean"] - conv["bias"].to(bn["running_mean"].dtype)}
+
+
 def _halving(channels: list[int]) -> bool:
     return all(a == 2 * b for a, b in zip(channels, channels[1:], strict=False))
 
@@ -105,7 +114,9 @@ def _dcgan_generator(layers, where: str) -> tuple[nn.Module, list[tuple[str, str
     state, rows = {}, []
     for b, (conv, bn) in enumerate(zip(convs[:-1], bns, strict=True)):
         state[f"blocks.{b}.conv.weight"] = conv["weight"]
-        rows.append((f"main.{idx[b]}", f"blocks.{b}.conv", f"ConvTranspose2d {list(conv['weight'].shape)}"))
+        rows.append((f"main.{idx[b]}", f"blocks.{b}.conv", f"ConvTranspose2d {list(conv['weight'].shape)}"
+                     + (" + bias (folded into the batch norm's running mean)" if "bias" in conv else "")))
+        bn = _fold_bias(conv, bn)
         for name in _BN_PARAMS:
             state[f"blocks.{b}.bn.{name}"] = bn.get(name, model.state_dict()[f"blocks.{b}.bn.{name}"])
         rows.append((f"main.{idx[b] + 1}", f"blocks.{b}.bn", f"BatchNorm2d {bn['running_mean'].shape[0]}"))
@@ -128,15 +139,24 @@ def _dcgan_discriminator(layers, where: str) -> tuple[nn.Module, list[tuple[str,
     batch_norm = bool(bns)
     with_bias = ["bias" in c for c in convs]
     expected = ("a Conv2d then (Conv2d, BatchNorm2d) pairs, 4x4 kernels, channels doubling (b,2b,4b,8b at 64 px; "
-                "b,2b,4b at 32 px) to one logit, no convolution biases with batch norm (all biases without)")
+                "b,2b,4b at 32 px) to one logit")
     ok = (len(convs) in (4, 5) and all(s[2:] == [4, 4] for s in shapes) and _halving(hidden[::-1])
           and all(a[0] == b[1] for a, b in zip(shapes, shapes[1:], strict=False)) and shapes[0][1] in (1, 3)
-          and shapes[-1][0] == 1 and all(b != batch_norm for b in with_bias)
+          and shapes[-1][0] == 1
           and (not batch_norm or kinds == ["conv"] + ["conv", "bn"] * (len(convs) - 2) + ["conv"])
           and all(bn["running_mean"].shape[0] == h for bn, h in zip(bns, hidden[1:], strict=False)))
     if not ok:
         raise ValueError(f"{where}: a DCGAN discriminator layout whose shapes fit no known size: found "
                          f"convolutions {shapes}{' with batch norm' if batch_norm else ''}; expected {expected}")
+    # with batch norm ours has no convolution biases: a batch norm absorbs the bias before it, the first and
+    # last convolution's would change the logits; without batch norm every convolution of ours has one
+    unplaceable = [i for c, (i, has) in enumerate(zip(idx, with_bias, strict=True))
+                   if (has and batch_norm and c in (0, len(convs) - 1)) or (not has and not batch_norm)]
+    if unplaceable:
+        what, ours = (("has a bias that no batch norm follows", "with batch norm has none there") if batch_norm
+                      else ("has no bias", "without batch norm has one on every convolution"))
+        raise ImportRefused(f"{where}: main.{unplaceable[0]} {what}; gandistill's DCGAN discriminator {ours}, "
+                            f"so its logits would differ")
     config = DCGANConfig(resolution=64 if len(convs) == 5 else 32, channels=shapes[0][1], base_channels=hidden[0],
                          spectral_norm=False, disc_batch_norm=batch_norm)
     model = build_discriminator("dcgan", config)
@@ -146,9 +166,11 @@ def _dcgan_discriminator(layers, where: str) -> tuple[nn.Module, list[tuple[str,
         state[f"convs.{c}.weight"] = conv["weight"]
         if not batch_norm:
             state[f"convs.{c}.bias"] = conv["bias"]
-        rows.append((f"main.{idx[c]}", f"convs.{c}", f"Conv2d {shapes[c]}"))
+        folded = batch_norm and "bias" in conv
+        rows.append((f"main.{idx[c]}", f"convs.{c}", f"Conv2d {shapes[c]}"
+                     + (" + bias (folded into the batch norm's running mean)" if folded else "")))
         if batch_norm and c > 0:
-            bn = bns[c - 1]
+            bn = _fold_bias(conv, bns[c - 1])
             for name in _BN_PARAMS:
                 state[f"norms.{c - 1}.{name}"] = bn.get(name, defaults[f"norms.{c - 1}.{name}"])
             rows.append((f"main.{idx[c] + 1}", f"norms.{c - 1}", f"BatchNorm2d {bn['running_mean'].shape[0]}"))
