@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ def _write_torchscript(module: nn.Module, path: str, meta: dict) -> None:
 
 
 def _load_torchscript(path: str) -> Runner:
+    # only ever the file export() has just written: torch.jit.load runs code an archive carries
     _check_file(path)
     try:
         with warnings.catch_warnings():
@@ -420,17 +422,8 @@ def read_metadata(path: str | os.PathLike) -> dict:
         return {"gandistill_version": config.get("gandistill_version"), "family": config["family"],
                 "width": config["config"].get("width"), "config": config["config"], "lineage": config.get("lineage")}
     _check_file(str(path))
-    if path.read_bytes()[:2] == b"PK":  # TorchScript files are zip archives
-        extra = {METADATA_FILE: ""}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            try:
-                torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-            except (RuntimeError, ValueError) as e:
-                raise ValueError(f"{path}: corrupt or not a TorchScript file ({_first_line(e)})") from None
-        if not extra[METADATA_FILE]:
-            raise ValueError(f"{path}: no gandistill metadata (not exported by gandistill?)")
-        return _upgraded(json.loads(extra[METADATA_FILE]))
+    if is_zip_archive(path):  # TorchScript files are zip archives: read the member, load nothing
+        return _upgraded(_torchscript_metadata(path))
     onnx = _require("onnx", "reading ONNX metadata")
     try:
         proto = onnx.load(str(path), load_external_data=False)
@@ -448,6 +441,36 @@ def read_metadata(path: str | os.PathLike) -> dict:
         except json.JSONDecodeError:
             meta[name] = value
     return _upgraded(meta)
+
+
+METADATA_MAX_BYTES = 1 << 20  # gandistill's metadata is a few kB; a larger member is not ours
+
+
+def is_zip_archive(path: str | os.PathLike) -> bool:
+    """Whether a file is a zip archive (TorchScript) by its first bytes, whatever its name says."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def _torchscript_metadata(path: Path) -> dict:
+    """The gandistill metadata of a TorchScript export, read straight from the archive's ``extra/`` member.
+
+    Never ``torch.jit.load``: loading a TorchScript archive runs code it carries (``__setstate__``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [i for i in archive.infolist() if i.filename.endswith(f"/extra/{METADATA_FILE}")]
+            if not members:
+                raise ValueError(f"{path}: no gandistill metadata (not exported by gandistill?)")
+            if len(members) > 1 or members[0].file_size > METADATA_MAX_BYTES:
+                raise ValueError(f"{path}: not gandistill metadata ({len(members)} members, "
+                                 f"{members[0].file_size:,} bytes)")
+            text = archive.read(members[0]).decode("utf-8")
+        meta = json.loads(text)
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: corrupt or not a TorchScript file ({_first_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its gandistill metadata is not a JSON object")
+    return meta
 
 
 def _upgraded(meta: dict) -> dict:

@@ -29,8 +29,9 @@ class OnnxGenerator(nn.Module):
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
         from .export import read_metadata
-        from .onnx_runtime import _onnx_session
+        from .onnx_runtime import _onnx_session, check_onnx_file
 
+        check_onnx_file(path)  # before anything reads it: a TorchScript archive is refused by its content
         meta = read_metadata(path)  # one clear line for a missing, corrupt or foreign file
         self.session = _onnx_session(path, threads)
         z_input, img_output = self.session.get_inputs()[0], self.session.get_outputs()[0]

@@ -7,14 +7,23 @@ import time
 import numpy as np
 import torch
 
-from .export import _check_file, _first_line, _require, _usage_error, read_metadata
+from .export import _check_file, _first_line, _require, _usage_error, is_zip_archive, read_metadata
+
+
+def check_onnx_file(path: str | os.PathLike) -> None:
+    """One clear line for a missing or empty file, or one that is a TorchScript archive (told by its content, not
+    its name): such a file is never handed to torch.jit, whose loading runs code the archive carries."""
+    _check_file(str(path))
+    if is_zip_archive(path):
+        raise ValueError(f"{path}: a zip archive (TorchScript?), not an ONNX model; pass an .onnx export "
+                         f"(gandistill export --format onnx)")
 
 
 def _onnx_session(path: str | os.PathLike, threads: int | None = None):
     """A CPU onnxruntime session, with one clear error for a missing, empty or corrupt file."""
     ort = _require("onnxruntime", "running an ONNX export")
     path = str(path)
-    _check_file(path)
+    check_onnx_file(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     if threads:
@@ -73,4 +82,4 @@ def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64)
     }
 
 
-__all__ = ["profile_onnx"]
+__all__ = ["check_onnx_file", "profile_onnx"]
