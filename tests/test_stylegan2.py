@@ -289,3 +289,35 @@ def _dcgan():
     from gandistill.models import build_generator
 
     return build_generator("dcgan", base_channels=4)
+
+
+def test_compress_your_own_stylegan2_walkthrough(tmp_path, monkeypatch, capsys):
+    """The README's "compress your StyleGAN2" commands on a generator-only NVlabs pickle (1 channel, 16 px)."""
+    import subprocess
+    import sys
+
+    t, meta = _fixture("nvlabs_gray16_clamp")
+    _write_nvlabs_pickle(tmp_path / "network-snapshot.pkl", monkeypatch, t, meta, with_d=False)  # undoes monkeypatch
+    monkeypatch.setenv("GANDISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", "network-snapshot.pkl", "--out", "teachers/my-sg2"]) == 0
+    assert "discriminator: none in the file" in capsys.readouterr().out
+    teacher = from_pretrained("teachers/my-sg2")
+    assert (_images(teacher, t["z"], 0.7) - t["img_psi0.7"]).abs().max() <= TOL
+    assert main(["distill", "--teacher", "teachers/my-sg2", "--data", "none", "--width", "0.5", "--steps", "8",
+                 "--batch-size", "4", "--sample-every", "0", "--out", "runs/my-w05"]) == 0
+    assert "disc_feature and disc_kl are off" in capsys.readouterr().err
+    student = from_pretrained("runs/my-w05/student")
+    assert teacher.synthesis.b16.conv1.weight.shape[0] == 16 and student.synthesis.b16.conv1.weight.shape[0] == 8
+    torch.testing.assert_close(student.mapping.fc0.weight, teacher.mapping.fc0.weight, rtol=0, atol=0.1)
+    assert main(["eval", "teachers/my-sg2", "runs/my-w05/student", "--reference", "teacher", "--metrics", "fid,kid",
+                 "--num-samples", "20", "--paired", "8", "--batch-size", "10", "--out", "eval.jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert "runs/my-w05/student: fid20[fmnist-cnn,vs-teacher]" in out and "PSNR" in out
+    assert main(["export", "runs/my-w05/student", "--format", "onnx", "--truncation-psi", "0.7",
+                 "--out", "my-w05.onnx"]) == 0
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "sample_onnx.py"),
+                           "my-w05.onnx", "--num", "4", "--seed", "0", "--out", "grid.png"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 images of 16x16x1" in proc.stdout and Path("grid.png").is_file()
