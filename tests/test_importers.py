@@ -1,4 +1,6 @@
 """Importers of checkpoints trained elsewhere: parity with the original modules, refusals, nothing executed."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -162,6 +164,47 @@ def test_a_discriminator_bias_no_batch_norm_absorbs_is_refused(tmp_path, layer):
     torch.save({"netG": g.state_dict(), "netD": d}, tmp_path / "ckpt.pth")
     with pytest.raises(ImportRefused, match=rf"\(netD\): {layer} has a bias that no batch norm follows; .* its "
                                             r"logits would differ$"):
+        import_checkpoint(tmp_path / "ckpt.pth")
+
+
+BAD_TENSORS = {  # what a damaged or hostile checkpoint holds -> the words of the one-line refusal
+    "nan": (lambda t: torch.full_like(t, float("nan")), "holds non-finite values (NaN or inf)"),
+    "inf": (lambda t: t.clone().fill_(float("-inf")), "holds non-finite values (NaN or inf)"),
+    "int64": (lambda t: t.to(torch.int64), "is int64, expected floating-point weights"),
+    "bool": (lambda t: t.bool(), "is bool, expected floating-point weights"),
+    "float8": (lambda t: t.to(torch.float8_e4m3fn), "is float8_e4m3fn, expected floating-point weights"),
+    "complex": (lambda t: t.to(torch.complex64), "is complex64, expected floating-point weights"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_TENSORS))
+@pytest.mark.parametrize("name", ["netG_state_dict/main.0.weight", "netG_state_dict/main.3.bias",
+                                  "netG_state_dict/main.1.running_var", "netG_state_dict/main.12.bias",
+                                  "netD_state_dict/main.2.bias", "netD_state_dict/main.3.running_mean"])
+def test_import_refuses_bad_tensors_in_one_line(tmp_path, capsys, bad, name):
+    """NaN, integer, bool, float8 or complex tensors where a weight belongs: never cast, folded or written."""
+    from gandistill.cli import main
+
+    make, words = BAD_TENSORS[bad]
+    save_tutorial(tmp_path / "ckpt.pth", 64, 3, nz=8, ngf=4, ndf=4, image_bias=True, hidden_bias=True)
+    ckpt = torch.load(tmp_path / "ckpt.pth", weights_only=True)
+    net, key = name.split("/")
+    ckpt[net][key] = make(ckpt[net][key])
+    torch.save(ckpt, tmp_path / "ckpt.pth")
+    with pytest.raises(ValueError, match=re.escape(f"({net}): {key} {words}")):
+        import_checkpoint(tmp_path / "ckpt.pth")
+    assert main(["import", str(tmp_path / "ckpt.pth"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{key} {words}" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_refuses_a_float_counter(tmp_path):
+    save_tutorial(tmp_path / "ckpt.pth", 32, 1, nz=8, ngf=4, with_d=False, wrap="bare")
+    state = torch.load(tmp_path / "ckpt.pth", weights_only=True)
+    state["main.1.num_batches_tracked"] = torch.tensor(3.5)
+    torch.save(state, tmp_path / "ckpt.pth")
+    with pytest.raises(ValueError, match=r"main.1.num_batches_tracked is float32, expected int64$"):
         import_checkpoint(tmp_path / "ckpt.pth")
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..safety import check_weights
 
 
 class ImportRefused(ValueError):
@@ -62,15 +63,17 @@ FORMATS: Registry[ImportFormat] = Registry("import format")
 
 
 def load_exactly(model: nn.Module, state: dict, where: str) -> None:
+    """Load every tensor of ``model`` from ``state``, or refuse in one line: a tensor missing, extra or of
+    another shape (the importers' own checks should make that unreachable; never load half a model), or one
+    that is not a finite float16/bfloat16/float32/float64 weight where a weight belongs (``check_weights``)."""
     expected = model.state_dict()
     wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     extra = [k for k in state if k not in expected]
-    if wrong or extra:  # the checks above should make this unreachable; never load half a model
+    if wrong or extra:
         raise ValueError(f"{where}: mapping does not fit ({', '.join((wrong + extra)[:4])})")
+    check_weights(state, expected, where)
     model.load_state_dict({k: v.detach().to(expected[k].dtype).clone() for k, v in state.items()})
     model.eval()
-
-
 
 
 def describe_config(cfg, kind: str) -> str:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import DCGANConfig
 from ..models import build_discriminator, build_generator
+from ..safety import check_tensor
 from .base import FORMATS, Imported, ImportFormat, ImportRefused, is_state_dict, load_exactly
 
 # --- pytorch-dcgan: an nn.Sequential named "main" -------------------------------------------------------
@@ -81,6 +82,14 @@ def _detect_dcgan(obj) -> str | None:
     return ", ".join(f"{kind} ({key or 'top level'})" for kind, (key, _) in found.items())
 
 
+def _check_source(layers, where: str) -> None:
+    """Every tensor as the file holds it, before any arithmetic on it (folding a bias would cast an int64 one)."""
+    for index, _, params in layers:
+        for param, tensor in params.items():
+            want = torch.int64 if param == "num_batches_tracked" else torch.float32
+            check_tensor(f"main.{index}.{param}", tensor, want, where)
+
+
 def _fold_bias(conv: dict, bn: dict) -> dict:
     """The batch norm's parameters with the convolution's bias taken into its running mean: in eval mode
     ``bn(x + b)`` is ``(x + b - mean) / sqrt(var + eps) * w + beta``, so ``mean - b`` gives the same images
@@ -95,6 +104,7 @@ def _halving(channels: list[int]) -> bool:
 
 
 def _dcgan_generator(layers, where: str) -> tuple[nn.Module, list[tuple[str, str, str]]]:
+    _check_source(layers, where)
     convs = [p for _, k, p in layers if k == "conv"]
     bns = [p for _, k, p in layers if k == "bn"]
     idx = [i for i, k, _ in layers if k == "conv"]
@@ -130,6 +140,7 @@ def _dcgan_generator(layers, where: str) -> tuple[nn.Module, list[tuple[str, str
 
 
 def _dcgan_discriminator(layers, where: str) -> tuple[nn.Module, list[tuple[str, str, str]]]:
+    _check_source(layers, where)
     kinds = [k for _, k, _ in layers]
     convs = [p for _, k, p in layers if k == "conv"]
     bns = [p for _, k, p in layers if k == "bn"]
