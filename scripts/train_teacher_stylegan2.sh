@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Train the StyleGAN2 teacher on Fashion-MNIST 32x32 (resumable: rerun to continue where it stopped).
+# FAMILY=stylegan2 (default: StyleGAN2 as published) or stylegan2-lite (the earlier StyleGAN2-like family).
 # Made for one GPU (bf16 autocast, batch 256); on a CPU it runs, at ~9 img/s for base 64: days, not hours.
 #   scripts/train_teacher_stylegan2.sh                                 # all steps
 #   TIME_LIMIT=270 R1_GAMMA=0.1 OUT=runs/sg2-g0.1 scripts/train_teacher_stylegan2.sh   # stop after 270 s
@@ -18,7 +19,7 @@ RESUME=()
 # continue a shipped teacher on a machine without its run state (fresh optimizers and step count):
 # INIT_FROM=pretrained/stylegan2-fmnist OUT=runs/sg2-2 TIME_LIMIT=400 scripts/train_teacher_stylegan2.sh
 [ -n "${INIT_FROM:-}" ] && [ ! -f "$OUT/state.pt" ] && RESUME=(--init-from "$INIT_FROM")
-run=($GD train --out "$OUT" --family stylegan2 --base-channels "${BASE:-64}" --resolution 32 --channels 1
+run=($GD train --out "$OUT" --family "${FAMILY:-stylegan2}" --base-channels "${BASE:-64}" --resolution 32 --channels 1
   --data fashion-mnist --split train --holdout 5000 --steps "${STEPS:-1000000}" --batch-size "${BATCH:-256}"
   --loss nonsat --r1-gamma "${R1_GAMMA:-0.05}" --r1-every 16 --g-lr 0.002 --d-lr 0.002 --beta1 0 --beta2 0.99
   --ema-decay "${EMA_DECAY:-0.998}" --seed "${SEED:-0}" --device "$DEVICE" "${AMP[@]}"
