@@ -321,3 +321,23 @@ def test_compress_your_own_stylegan2_walkthrough(tmp_path, monkeypatch, capsys):
                           text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "4 images of 16x16x1" in proc.stdout and Path("grid.png").is_file()
+
+
+def test_every_distillation_term_works_on_a_stylegan2_student(tmp_path):
+    from gandistill.checkpoint import save_gan
+    from gandistill.train import distill
+
+    from .conftest import tiny_discriminator, tiny_generator
+    from .test_metrics import tiny_classifier
+
+    teacher = tmp_path / "teacher"
+    save_gan(tiny_generator("stylegan2"), tiny_discriminator("stylegan2"), teacher)
+    result = distill(teacher=str(teacher), out=str(tmp_path / "d"), width=0.5, steps=3, data="synthetic",
+                     batch_size=8, sample_every=0, log_every=1, perceptual=1.0, class_kl=0.5,
+                     classifier=str(tiny_classifier(tmp_path / "cls")))
+    assert result.status == "completed"
+    record = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[-1])
+    terms = ("pixel", "feature", "disc_feature", "disc_kl", "perceptual", "class_kl", "adversarial", "d_loss")
+    assert all(term in record and torch.isfinite(torch.tensor(record[term])) for term in terms), record
+    student = from_pretrained(tmp_path / "d" / "student")
+    assert student.family == "stylegan2" and student.lineage["teacher"]["family"] == "stylegan2"
