@@ -341,3 +341,16 @@ def test_every_distillation_term_works_on_a_stylegan2_student(tmp_path):
     assert all(term in record and torch.isfinite(torch.tensor(record[term])) for term in terms), record
     student = from_pretrained(tmp_path / "d" / "student")
     assert student.family == "stylegan2" and student.lineage["teacher"]["family"] == "stylegan2"
+
+
+def test_config_f_at_1024_has_the_published_sizes():
+    """StyleGAN2 config-f (FFHQ 1024): NVlabs' training log lists G 30,370,060 and D 29,012,513 parameters, 18 ws."""
+    from gandistill.models import build_discriminator, build_generator
+
+    sizes = dict(resolution=1024, channels=3, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768,
+                 channel_max=512)
+    with torch.device("meta"):  # shapes only, nothing allocated
+        g, d = build_generator("stylegan2", **sizes), build_discriminator("stylegan2", **sizes)
+    assert sum(p.numel() for p in g.parameters()) == 30_370_060
+    assert sum(p.numel() for p in d.parameters()) == 29_012_513
+    assert g.num_ws == 18
