@@ -6,10 +6,12 @@ checked on construction; anything wrong raises one ValueError that starts with t
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,6 +20,37 @@ FORMAT_VERSION = 2
 # train() and distill() seed numpy with seed * 1000 + rank, and numpy takes seeds below 2**32
 MAX_SEED = (2**32 - 1) // 1000 - 1
 _DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+# the largest channel count, latent size or batch a config accepts: far above any model or batch that fits a
+# machine, and low enough that no product of sizes overflows before the model is built (a config.json or flag
+# of 1e9 channels is refused here, not by an allocation of terabytes)
+MAX_SIZE = 2**16
+MAX_CHANNEL_BASE = 2**20  # StyleGAN2's channel_base: channels at resolution r are channel_base // r
+MAX_LAYERS = 64  # mapping network layers (StyleGAN2 uses 8)
+MAX_JSON_DEPTH = 64  # nesting of a config.json (a student's lineage nests a few levels per generation)
+
+
+def load_json_text(text: str | bytes, where) -> Any:
+    """``json.loads`` whose every failure is one ValueError line naming ``where``: malformed JSON, undecodable
+    bytes, an integer of more than 4300 digits (Python refuses to convert it) and nesting deep enough to
+    exhaust the parser's recursion or anything that walks the result."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and the integer-digits limit are ValueErrors
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "integer string conversion" in reason:
+            reason = f"an integer of more than {sys.get_int_max_str_digits() or 4300} digits"
+        raise ValueError(f"{where}: not valid JSON ({reason[:200]})") from None
+    stack = [(data, 1)]  # iterative: a recursive walk is what deep nesting would break
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"{where}: not valid JSON for gandistill (nested too deeply: more than "
+                             f"{MAX_JSON_DEPTH} levels)")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return data
 
 
 def scaled(channels: int, width: float) -> int:
@@ -175,7 +208,7 @@ class DCGANConfig(ConfigMixin):
         _check_types(self, bool, ("spectral_norm", "image_bias", "disc_batch_norm"))
         _check_choice(self, "resolution", (32, 64))
         _check_choice(self, "channels", (1, 3))
-        _check_range(self, ("z_dim", "base_channels"), 1)
+        _check_range(self, ("z_dim", "base_channels"), 1, MAX_SIZE)
         _check_width(self)
 
 
@@ -198,8 +231,12 @@ class StyleGAN2LiteConfig(ConfigMixin):
                                  "mbstd_group"))
         _check_choice(self, "resolution", (32, 64))
         _check_choice(self, "channels", (1, 3))
-        _check_range(self, ("z_dim", "w_dim", "mapping_layers", "base_channels", "mbstd_group"), 1)
+        _check_range(self, ("z_dim", "w_dim", "base_channels", "mbstd_group"), 1, MAX_SIZE)
+        _check_range(self, ("mapping_layers",), 1, MAX_LAYERS)
         _check_width(self)
+
+
+STYLEGAN2_RESOLUTIONS = tuple(2**i for i in range(3, 11))  # 8, 16, ..., 1024
 
 
 @dataclass(frozen=True)
@@ -230,10 +267,12 @@ class StyleGAN2Config(ConfigMixin):
                                  "channel_max", "mbstd_group", "mbstd_channels"))
         _check_types(self, float, ("mapping_lr_mul", "w_avg_beta"))
         _check_type(self, "conv_clamp", float, allow_none=True)
-        _check_choice(self, "resolution", tuple(2**i for i in range(3, 11)))
+        _check_choice(self, "resolution", STYLEGAN2_RESOLUTIONS)
         _check_choice(self, "channels", (1, 3))
-        _check_range(self, ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group",
-                            "mbstd_channels"), 1, 2**20)
+        _check_range(self, ("z_dim", "w_dim", "channel_max", "mbstd_group", "mbstd_channels"), 1, MAX_SIZE)
+        _check_range(self, ("mapping_layers",), 1, MAX_LAYERS)
+        # divided by the resolution (NVlabs' 1024 px configs use 32768): channels stay <= channel_max anyway
+        _check_range(self, ("channel_base",), 1, MAX_CHANNEL_BASE)
         _check_range(self, ("mapping_lr_mul",), 0, low_open=True)
         _check_range(self, ("w_avg_beta",), 0, 1)
         if self.conv_clamp is not None:
@@ -338,6 +377,7 @@ class TrainConfig(ConfigMixin):
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "r1_every", "max_bad_steps"), 0,
                      low_open=True)
+        _check_range(self, ("base_channels", "batch_size"), 1, MAX_SIZE)
         _check_range(self, ("g_lr", "d_lr"), 0, low_open=True)
         _check_range(self, ("steps", "holdout", "r1_gamma", "sample_every", "snapshot_every"), 0)
         _check_seed(self)
@@ -347,6 +387,10 @@ class TrainConfig(ConfigMixin):
         _check_device(self)
         for name in ("width", "d_width"):
             _check_range(self, (name,), 0, 1, low_open=True)
+        _check(self.family != "stylegan2" or self.resolution not in STYLEGAN2_RESOLUTIONS
+               or self.base_channels * self.resolution <= MAX_CHANNEL_BASE,
+               "base_channels", f"times resolution is StyleGAN2's channel_base and must be <= {MAX_CHANNEL_BASE}, "
+               f"got {_show(self.base_channels)} x {_show(self.resolution)}")
         # the model config validates its own fields (resolution, channels, base_channels)
         self.model_config()
         self.model_config(discriminator=True)
@@ -443,6 +487,8 @@ class DistillConfig(ConfigMixin):
         _check_width(self)
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
+        _check_range(self, ("batch_size",), 1, MAX_SIZE)
+        _check_range(self, ("disc_batch",), 0, MAX_SIZE)
         _check_range(self, ("g_lr", "d_lr", "kl_temperature", "class_temperature"), 0, low_open=True)
         _check_range(self, ("steps", "sample_every", "pixel", "feature", "disc_feature", "perceptual", "disc_kl",
                             "class_kl", "adversarial", "disc_batch"), 0)
@@ -478,7 +524,7 @@ class ClassifierConfig(ConfigMixin):
         _check_types(self, int, ("resolution", "channels", "num_classes", "width", "feature_dim"))
         _check_choice(self, "resolution", (32, 64))
         _check_choice(self, "channels", (1, 3))
-        _check_range(self, ("num_classes", "width", "feature_dim"), 1)
+        _check_range(self, ("num_classes", "width", "feature_dim"), 1, MAX_SIZE)
 
 
 MODEL_CONFIGS["fmnist-cnn"] = ClassifierConfig
@@ -513,6 +559,7 @@ class ClassifierTrainConfig(ConfigMixin):
         _check_type(self, "augment", bool)
         _check_name(self, "data")
         _check_range(self, ("width", "feature_dim", "epochs", "batch_size"), 0, low_open=True)
+        _check_range(self, ("width", "feature_dim", "batch_size"), 1, MAX_SIZE)
         _check_range(self, ("lr",), 0, low_open=True)
         _check_range(self, ("weight_decay", "num_threads"), 0)
         _check_seed(self)
@@ -553,7 +600,7 @@ class EvalConfig(ConfigMixin):
         _check_name(self, "dataset")
         _check_name(self, "extractor")
         _check_choice(self, "split", SPLITS)
-        _check_range(self, ("batch_size",), 0, low_open=True)
+        _check_range(self, ("batch_size",), 1, MAX_SIZE)
         _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
                                                      f"{_show(self.num_samples)}")
         _check_range(self, ("paired",), 0)
@@ -575,6 +622,7 @@ class ProfileConfig(ConfigMixin):
     def __post_init__(self):
         _check_types(self, int, ("latency_runs", "throughput_batch", "throughput_runs", "warmup", "rounds"))
         _check_range(self, ("latency_runs", "throughput_batch", "throughput_runs", "rounds"), 0, low_open=True)
+        _check_range(self, ("throughput_batch",), 1, MAX_SIZE)
         _check_range(self, ("warmup",), 0)
         _check_device(self)
 
@@ -617,9 +665,11 @@ class DemoConfig(ConfigMixin):
         for name in ("data", "dataset", "extractor"):
             _check_name(self, name)
         _check_range(self, ("steps", "batch_size"), 0, low_open=True)
+        _check_range(self, ("batch_size",), 1, MAX_SIZE)
         _check(self.num_samples >= 2, "num_samples", f"must be >= 2 (a covariance needs two samples), got "
                                                      f"{_show(self.num_samples)}")
         _check_range(self, ("paired", "disc_batch"), 0)
+        _check_range(self, ("disc_batch",), 0, MAX_SIZE)
         _check_seed(self)
         _check_choice(self, "split", SPLITS)
         _check_choice(self, "export_format", ("onnx", "torchscript", "safetensors"))
