@@ -22,7 +22,7 @@ from .cli_args import (
     removed_if_failed,
 )
 from .config import GAN_FAMILIES, MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
-from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_not_input
+from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_no_links, check_not_input
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +144,10 @@ def _cmd_import(args) -> int:
     from .importers import import_checkpoint
 
     check_output(args.out, directory=True)
+    if Path(args.out).is_symlink():  # --overwrite writes into OUT: never through a link out of it
+        raise OutputRefused(f"--out {args.out}: is a symbolic link; a command follows no link out of its output "
+                            f"folder")
+    check_no_links(args.out)
     if args.family is None:
         if args.config != "{}" or args.kind != "generator":
             raise UsageError("--config and --kind go with --family (a state dict of our own families)")
@@ -211,6 +215,8 @@ def _add_evaluation_parsers(sub) -> None:
             action.help = "channels of the first stage; later stages double it (default: %(default)s)"
         elif action.dest == "data":
             action.help = "labelled dataset to train on (default: %(default)s)"
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an --out holding files train-classifier did not make (never through a link)")
 
     p = sub.add_parser("eval", help="FID/KID/IS of generators under one protocol, PSNR/SSIM of students vs teacher")
     p.add_argument("paths", nargs="+", metavar="DIR", help="generator or GAN directories, or exported .onnx files "
@@ -219,7 +225,9 @@ def _add_evaluation_parsers(sub) -> None:
     p.add_argument("--teacher", default=None, metavar="DIR",
                    help="pair every generator with this teacher (default: the evaluated teacher a student's "
                         "lineage names)")
-    p.add_argument("--out", default=None, help="append results: .jsonl one line per generator, else a JSON list")
+    p.add_argument("--out", default=None, help="append results: .jsonl one line per generator, else a JSON list "
+                                               "(only a file of eval's own results is extended)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out that does not hold eval results")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="cache real-image features under the protocol's digest (default: %(default)s)")
     p.add_argument("--reference", choices=("dataset", "teacher"), default="dataset",
@@ -271,6 +279,8 @@ def _add_evaluation_parsers(sub) -> None:
     _add_rounds_flag(p)
     p.add_argument("--sample-num", type=int, default=64, help="images per sample grid, 0 = none (default: %(default)s)")
     p.add_argument("--title", default="gandistill: teacher vs students", help="report title")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report files and grids in --out that a report did not write")
 
 
 def _add_rounds_flag(p: argparse.ArgumentParser) -> None:
@@ -338,7 +348,8 @@ def _cmd_train_classifier(args) -> int:
     from .config import ClassifierTrainConfig
     from .train_classifier import train_classifier
 
-    result = _run_into_out(config_from_args(ClassifierTrainConfig, args), train_classifier)
+    result = _run_into_out(config_from_args(ClassifierTrainConfig, args),
+                           lambda config: train_classifier(config, overwrite=args.overwrite))
     print(f"done: test accuracy {result.test_accuracy:.4f} after {len(result.history)} epochs "
           f"({result.wall_time_s / 60:.1f} min); classifier in {result.out}")
     return 0
@@ -353,7 +364,7 @@ def _cmd_eval(args) -> int:
                        extractor=args.extractor, num_samples=args.num_samples, seed=_seed_arg(args.seed),
                        device=args.device, batch_size=args.batch_size, data_root=args.data_root,
                        extractor_weights=args.extractor_weights, paired=args.paired, teacher=args.teacher,
-                       out=args.out, cache=args.cache, reference=args.reference)
+                       out=args.out, cache=args.cache, reference=args.reference, overwrite=args.overwrite)
     print(f"protocol: {protocol_line(results[0]['protocol'])}")
     for r in results:
         parts = []
@@ -450,14 +461,20 @@ def _cmd_profile(args) -> int:
 
 
 def _is_profile_json(path: Path) -> bool:
-    """Whether ``path`` holds what profile --out writes: a JSON list of records naming model and device."""
+    """Whether ``path`` holds what profile --out writes: a JSON list of profile records, each with its timings and
+    their settings (a list that merely names models and devices is someone else's)."""
     import json
 
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return False
-    return isinstance(data, list) and all(isinstance(r, dict) and {"model", "device"} <= set(r) for r in data)
+    return isinstance(data, list) and bool(data) and all(
+        isinstance(r, dict) and PROFILE_RECORD_KEYS <= set(r) for r in data)
+
+
+PROFILE_RECORD_KEYS = frozenset({"model", "device", "latency_ms_p50", "latency_ms_p90", "latency_runs",
+                                 "throughput_img_s", "throughput_batch", "warmup"})  # torch and onnx records alike
 
 
 def _cmd_report(args) -> int:
@@ -472,7 +489,8 @@ def _cmd_report(args) -> int:
                             device=args.device, batch_size=args.batch_size, data_root=args.data_root,
                             extractor_weights=args.extractor_weights, paired=args.paired, profile=args.profile,
                             latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
-                            rounds=args.rounds, sample_num=args.sample_num, title=args.title)
+                            rounds=args.rounds, sample_num=args.sample_num, title=args.title,
+                            overwrite=args.overwrite)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

@@ -41,7 +41,7 @@ from .checkpoint import (
 from .config import FORMAT_VERSION, upgrade_format
 from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
-from .outputs import OutputRefused, check_not_input
+from .outputs import OutputRefused, check_not_input, record_lock
 from .quantize import DEFAULT_MIN_PSNR, QUANTIZATIONS, Quantization, quality_check
 from .registry import Registry
 
@@ -586,6 +586,11 @@ def _earlier_export(out: Path, directory: bool) -> bool:
     return target.is_file() and not target.is_symlink() and sha256_file(target) == record["sha256"]
 
 
+def check_export_target(out: str | os.PathLike, format: str, overwrite: bool = False) -> None:
+    """What export() checks before it starts: ``out`` and its ``export.json`` are new, ours, or overwrite says so."""
+    _check_targets(Path(out), FORMATS.get(format).directory, overwrite)
+
+
 def _check_targets(out: Path, directory: bool, overwrite: bool) -> None:
     """Before anything is written: ``out`` and its ``export.json`` are new, ours, or overwrite says so."""
     report = out.parent / REPORT_NAME
@@ -603,15 +608,21 @@ def _check_targets(out: Path, directory: bool, overwrite: bool) -> None:
 
 def _update_report(report: Path, name: str, record: dict, overwrite: bool = False) -> None:
     # one export.json per folder, keyed by the exported file's name, so exports can sit side by side
-    entries: dict = {}
-    if report.is_file():
-        entries = _read_report(report)
-        if entries is None:  # _check_targets let it through: overwrite was asked for
-            assert overwrite, report
-            entries = {}
-    entries[name] = record
-    write_json(report, entries)
-    _readable(report)
+    # read-modify-write under a lock: simultaneous exports into one folder keep every record
+    with record_lock(report):
+        entries: dict = {}
+        if report.is_symlink() or (report.exists() and not report.is_file()):
+            raise OutputRefused(f"{report}: is not a regular file; the export record is written there: move it away")
+        if report.is_file():
+            entries = _read_report(report)
+            if entries is None:
+                if not overwrite:  # appeared since _check_targets
+                    raise OutputRefused(f"{report}: exists and was not written by gandistill export; move it away "
+                                        f"or pass --overwrite to replace it")
+                entries = {}
+        entries[name] = record
+        write_json(report, entries)
+        _readable(report)
 
 
 def _check_file(path: str) -> None:
@@ -626,5 +637,5 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",
+__all__ = ["FORMATS", "QUANTIZATIONS", "check_export_target", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",
            "export_metadata", "read_metadata"]

@@ -101,6 +101,36 @@ def open_append(path: str | os.PathLike):
 
 
 @contextlib.contextmanager
+def record_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of the record file ``path`` (export.json, eval results).
+
+    Writers wait for each other (a record file is updated in a blink), so simultaneous commands lose no record.
+    The lock is a small file beside the record (``.NAME.lock``, never a link), removed when the block ends; not
+    the folder itself, which a running command may hold with `run_lock`.
+    """
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as e:
+            raise OutputRefused(f"{lock}: cannot be used as the lock of {path.name} ({e.strerror}); move it away") \
+                from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # the holder before us may have removed the file we waited on: lock the one at the path now
+            if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.unlink(lock)  # while still holding it: a waiter on this file sees it gone and tries again
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
 def run_lock(directory: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
     """Hold an exclusive OS lock on ``directory`` (which must exist) until the block ends.
 

@@ -17,10 +17,12 @@ from pathlib import Path
 from .checkpoint import atomic_write, from_pretrained
 from .config import EvalConfig, ProfileConfig
 from .metrics import FID_BIAS_NOTE, evaluate
+from .outputs import check_file_target
 from .profile import attach_speedups, find_teachers, profile_models, speedup
 from .profile import profile as profile_model
-from .samples import sample
+from .samples import is_grid_png, sample
 
+REPORT_FILES = ("report.md", "report.json", "fid_vs_macs.png")
 PROTOCOL_FIELDS = ("dataset", "split", "num_samples", "extractor", "weights_sha256", "seeds")
 
 
@@ -283,15 +285,59 @@ def _machine(profiles: Sequence[dict] | None) -> str:
             f"{', '.join(devices) if devices else 'nothing (not profiled)'}")
 
 
+def _report_json(path: Path) -> dict | None:
+    """What write_report wrote into report.json; None for a file of any other content."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    keys = {"title", "protocol", "protocol_line", "rows", "results", "files"}
+    if not isinstance(data, dict) or not keys <= set(data) or not isinstance(data["protocol_line"], str) \
+            or not isinstance(data["files"], dict):
+        return None
+    return data
+
+
+def made_by_report(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file a report wrote: report.json of its shape, the report.md and plot it names, a grid."""
+    path = Path(path)
+    if path.name not in REPORT_FILES:
+        return is_grid_png(path)
+    data = _report_json(path.parent / "report.json") if not (path.parent / "report.json").is_symlink() else None
+    if data is None:
+        return False
+    if path.name == "report.md":
+        try:
+            return f"**Protocol.** {data['protocol_line']}" in path.read_text()
+        except (OSError, UnicodeDecodeError):
+            return False
+    if path.name == "fid_vs_macs.png":
+        with open(path, "rb") as f:
+            png = f.read(8) == b"\x89PNG\r\n\x1a\n"
+        return png and str(data["files"].get("plot") or "").endswith("fid_vs_macs.png")
+    return True
+
+
+def check_report_targets(out: str | os.PathLike, grids: Sequence[str | os.PathLike] = (), *,
+                         overwrite: bool = False) -> None:
+    """Before any work: report.md, report.json, the plot and ``grids`` in ``out`` are new or a report's own
+    (a link there is never written through); ``overwrite`` replaces them."""
+    out = Path(out)
+    for path in [*(out / name for name in REPORT_FILES), *map(Path, grids)]:
+        check_file_target(path, overwrite=overwrite, made_here=made_by_report)
+
+
 def write_report(results: list[dict], profiles: Sequence[dict] | None = None, out: str | os.PathLike = "report",
                  grids: dict[str, str | os.PathLike] | None = None, title: str = "gandistill: teacher vs students",
-                 machine: str | None = None) -> dict[str, Path]:
+                 machine: str | None = None, *, overwrite: bool = False) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and ``fid_vs_macs.png`` into ``out``; returns their paths.
 
     results: evaluate() records (one protocol); profiles: profile() results, joined by model name;
-    grids: caption -> PNG already written (e.g. by sample()), shown in report.md.
+    grids: caption -> PNG already written (e.g. by sample()), shown in report.md. overwrite: replace report files
+    in ``out`` that a report did not write (see `check_report_targets`).
     """
     out = Path(out)
+    check_report_targets(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     protocol = _check_protocol(results)
     rows = build_rows(results, profiles)
@@ -326,18 +372,23 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
            names: Sequence[str] | None = None, profile: bool = True,
            latency_runs: int = ProfileConfig.latency_runs, throughput_batch: int = ProfileConfig.throughput_batch,
            rounds: int = ProfileConfig.rounds, sample_num: int = 64, title: str = "gandistill: teacher vs students",
-           verbose: bool = False) -> dict[str, Path]:
-    """Evaluate, profile and sample ``generators`` (modules or directories), then write_report() into ``out``."""
+           verbose: bool = False, overwrite: bool = False) -> dict[str, Path]:
+    """Evaluate, profile and sample ``generators`` (modules or directories), then write_report() into ``out``.
+
+    overwrite: replace report files and grids in ``out`` that a report did not write; without it they are
+    refused before anything is evaluated."""
     if profile:  # a bad timing setting fails now, not after the evaluation
         ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch, rounds=rounds)
     items = [generators] if isinstance(generators, (str, os.PathLike)) else list(generators)
     models = [from_pretrained(g, "generator") if isinstance(g, (str, os.PathLike)) else g for g in items]
-    labels = list(names) if names is not None else [str(g) if isinstance(g, (str, os.PathLike)) else None
-                                                     for g in items]
+    labels = _labels(models, list(names) if names is not None
+                     else [str(g) if isinstance(g, (str, os.PathLike)) else None for g in items])
+    out = Path(out)
+    first_seed = seed if isinstance(seed, int) else next(iter(seed))
+    grids = report_grids(out, labels, find_teachers(models), sample_num, first_seed)
+    check_report_targets(out, [path for path, _ in grids.values()], overwrite=overwrite)
     results = evaluate(models, dataset, split, metrics, extractor, num_samples, seed, device, batch_size, data_root,
-                       extractor_weights=extractor_weights, paired=paired, names=_labels(models, labels),
-                       verbose=verbose)
-    labels = [r["model"] for r in results]
+                       extractor_weights=extractor_weights, paired=paired, names=labels, verbose=verbose)
     profiles = []
     if profile:
         # PyTorch generators are timed together in interleaved rounds (speed-ups a busy machine cannot fake);
@@ -354,22 +405,32 @@ def make_report(generators, out: str | os.PathLike = "report", dataset: str = Ev
                                      throughput_batch=throughput_batch, name=labels[i])
         profiles = [timed[i] for i in range(len(models))]
         attach_speedups(profiles)
-    out = Path(out)
+    captions = {}
+    for (i, t), (path, caption) in grids.items():
+        if t is None:
+            sample(models[i], num=sample_num, seed=first_seed, out=path, scale=2, overwrite=overwrite)
+        else:
+            sample(models[t], num=min(sample_num, 32), seed=first_seed, compare=models[i], out=path, scale=2,
+                   overwrite=overwrite)
+        captions[caption] = path
+    return write_report(results, profiles, out, captions, title, overwrite=overwrite)
+
+
+def report_grids(out: Path, labels: Sequence[str], teachers: dict[int, int], sample_num: int,
+                 seed: int) -> dict[tuple[int, int | None], tuple[Path, str]]:
+    """The sample grids a report draws: (model, None) -> its samples, (student, teacher) -> both from the same z;
+    each its path in ``out`` and caption. ``teachers``: student index -> teacher index."""
+    if not sample_num:
+        return {}
+    slugs = _unique_slugs(labels)
     grids = {}
-    first_seed = seed if isinstance(seed, int) else next(iter(seed))
-    if sample_num:
-        teachers = find_teachers(models)
-        slugs = _unique_slugs(labels)
-        for i, (model, label) in enumerate(zip(models, labels, strict=True)):
-            path = out / f"samples_{slugs[i]}_seed{first_seed}.png"
-            sample(model, num=sample_num, seed=first_seed, out=path, scale=2)
-            grids[f"{label}: {sample_num} samples, seed {first_seed}"] = path
-            if i in teachers:
-                t = teachers[i]
-                path = out / f"compare_{slugs[i]}_vs_{slugs[t]}_seed{first_seed}.png"
-                sample(models[t], num=min(sample_num, 32), seed=first_seed, compare=model, out=path, scale=2)
-                grids[f"same z: teacher {labels[t]} (odd rows) vs student {label} (even rows)"] = path
-    return write_report(results, profiles, out, grids, title)
+    for i, label in enumerate(labels):
+        grids[i, None] = (out / f"samples_{slugs[i]}_seed{seed}.png", f"{label}: {sample_num} samples, seed {seed}")
+        if i in teachers:
+            t = teachers[i]
+            grids[i, t] = (out / f"compare_{slugs[i]}_vs_{slugs[t]}_seed{seed}.png",
+                           f"same z: teacher {labels[t]} (odd rows) vs student {label} (even rows)")
+    return grids
 
 
 def _labels(models, labels) -> list[str]:

@@ -4,6 +4,8 @@ A fixed number of epochs, no checkpoint selection: the test split is read once, 
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import sys
 import time
@@ -15,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import save_pretrained
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
 from .config import ClassifierConfig, ClassifierTrainConfig
-from .data import ImageData, load_dataset
+from .data import ImageData, find_fashion_mnist, load_dataset
 from .models import build_model
+from .outputs import OutputRefused, check_fresh_dir, check_no_links, check_not_input
 
 
 @dataclass
@@ -61,8 +64,39 @@ def accuracy(model: nn.Module, data: ImageData, device: str | torch.device = "cp
     return correct / len(data)
 
 
-def train_classifier(config: ClassifierTrainConfig | dict | None = None, **overrides) -> ClassifierResult:
-    """Train the FashionCNN classifier; saves it with save_pretrained into ``config.out``."""
+def _own_classifier(out: Path) -> bool:
+    """Whether ``out`` is a classifier train_classifier saved: config.json and weights only, with its train_config."""
+    try:
+        if {p.name for p in out.iterdir()} != {CONFIG_NAME, WEIGHTS_NAME}:
+            return False
+        meta = json.loads((out / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "classifier" and \
+        isinstance(meta.get("extra"), dict) and isinstance(meta["extra"].get("train_config"), dict)
+
+
+def _check_out(cfg: ClassifierTrainConfig, overwrite: bool) -> None:
+    """Before any work: ``out`` is new, empty or a classifier this function saved (``overwrite``: any folder), is
+    not inside the data it trains on, and holds no link (one would lead the weights out of it)."""
+    out = Path(cfg.out)
+    data_root = cfg.data_root
+    if data_root is None and cfg.data == "fashion-mnist":  # the folder it would find the images in
+        with contextlib.suppress(FileNotFoundError):
+            data_root = find_fashion_mnist(None, "train")[0].parent
+    check_not_input(out, {"--data-root": data_root})
+    if out.is_symlink():
+        raise OutputRefused(f"--out {out}: is a symbolic link; a command follows no link out of its output folder")
+    check_no_links(out)
+    if not _own_classifier(out):
+        check_fresh_dir(out, overwrite=overwrite)
+
+
+def train_classifier(config: ClassifierTrainConfig | dict | None = None, *, overwrite: bool = False,
+                     **overrides) -> ClassifierResult:
+    """Train the FashionCNN classifier; saves it with save_pretrained into ``config.out``.
+
+    overwrite: write into an ``out`` that holds files this function did not make (never through a link)."""
     if config is None:
         cfg = ClassifierTrainConfig(**overrides)
     elif isinstance(config, dict):
@@ -71,6 +105,7 @@ def train_classifier(config: ClassifierTrainConfig | dict | None = None, **overr
         cfg = config.replace(**overrides) if overrides else config
 
     # --- set up ---
+    _check_out(cfg, overwrite)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():

@@ -32,6 +32,7 @@ from ..checkpoint import (
 from ..config import EvalConfig
 from ..models import for_inference, kind_of
 from ..onnx_generator import OnnxGenerator, device_of, is_onnx_path, params_and_macs
+from ..outputs import OutputRefused, open_append, record_lock
 from ..profile import find_teachers
 from .cache import real_features, real_images
 from .extractors import (
@@ -203,14 +204,16 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
              data_root: str | os.PathLike | None = EvalConfig.data_root, *,
              extractor_weights: str | os.PathLike | None = None, paired: int = EvalConfig.paired,
              teacher=None, names: Sequence[str] | None = None, out: str | os.PathLike | None = None,
-             cache: bool = True, verbose: bool = False, reference: str = "dataset") -> list[dict]:
+             cache: bool = True, verbose: bool = False, reference: str = "dataset",
+             overwrite: bool = False) -> list[dict]:
     """FID/KID/IS of each generator under one protocol, plus PSNR/SSIM/feature distance of students vs teacher.
 
     generators: modules, model directories or ``.onnx`` exports (run by onnxruntime on the CPU, see
     `OnnxGenerator`). seed: one seed or several (then mean and std across seeds).
     teacher: a module or directory to pair every generator with; by default a student is paired with the
     evaluated generator its lineage names as teacher. out: ``.jsonl`` appends one line per generator,
-    any other name a JSON list (appended to when the file exists). Returns one record per generator.
+    any other name a JSON list (appended to when the file exists and holds only eval results; ``overwrite``
+    replaces any other file there). Returns one record per generator.
     reference: "dataset" (real images of ``dataset``/``split``) or "teacher": no dataset needed, the reference
     images are ``num_samples`` samples of ``teacher`` (default: the first generator) drawn at seed
     max(seeds) + 1, apart from every evaluated latent. extractor: None picks `default_extractor`.
@@ -218,6 +221,8 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
     if reference not in REFERENCES:
         raise ValueError(f"reference must be dataset or teacher, got {reference!r}")
     seeds = _seeds(seed)
+    if out is not None:  # before any work: a results file eval may not extend fails now, not after the evaluation
+        check_results_target(out, overwrite)
     # an exported .onnx file is loaded once here, so the extractor default, labels and pairing all see a module
     generators = [OnnxGenerator(g) if is_onnx_path(g) else g
                   for g in (generators if isinstance(generators, (list, tuple)) else [generators])]
@@ -381,26 +386,65 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
             records[i]["paired"] = pf
 
     if out is not None:
-        append_results(records, out)
+        append_results(records, out, overwrite)
     return records
 
 
-def append_results(records: list[dict], out: str | os.PathLike) -> Path:
-    """``.jsonl``: append one line per record; otherwise a JSON list, extended when the file exists."""
+EVAL_RECORD_KEYS = frozenset({"model", "metrics", "protocol"})  # what every evaluate() record holds
+
+
+def _read_results(out: Path) -> list[dict] | None:
+    """The records of a results file evaluate() wrote (JSON lines for .jsonl, else a JSON list); None for a file of
+    any other content: eval extends only its own records."""
+    try:
+        text = out.read_text()
+        if out.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text) if text.strip() else []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and EVAL_RECORD_KEYS <= set(r) for r in records):
+        return None
+    return records
+
+
+def check_results_target(out: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> None:
+    """Before any work: ``out`` is new or a regular file of eval results; ``overwrite`` replaces anything else but
+    a folder (a link is replaced, never written through)."""
+    out = Path(out)
+    if out.is_symlink():
+        if not overwrite:
+            raise OutputRefused(f"{flag} {out}: is a symbolic link; eval never appends through a link: choose another "
+                                f"{flag}, or pass --overwrite to replace the link (its target is left alone)")
+        return
+    if not out.exists():
+        return
+    if not out.is_file():  # a FIFO would block the write forever; a folder or device is no results file
+        raise OutputRefused(f"{flag} {out}: is not a regular file; choose another {flag}")
+    if not overwrite and _read_results(out) is None:
+        raise OutputRefused(f"{flag} {out}: exists and is not eval results (eval extends only its own records); "
+                            f"choose another {flag}, or pass --overwrite to replace it")
+
+
+def append_results(records: list[dict], out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``.jsonl``: append one line per record; otherwise a JSON list, extended when the file exists.
+
+    Only a file of eval's own records is extended (see `check_results_target`); the read-modify-write happens under
+    `record_lock`, so simultaneous evaluations keep every record."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".jsonl":
-        with open(out, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        return out
-    existing = []
-    if out.is_file() and out.stat().st_size:
-        try:
-            existing = json.loads(out.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{out}: exists but is not valid JSON ({e}); choose another --out") from None
-        if not isinstance(existing, list):
-            raise ValueError(f"{out}: exists but is not a JSON list of results; choose another --out")
-    data = existing + records
-    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+    with record_lock(out):
+        check_results_target(out, overwrite)
+        existing = None if out.is_symlink() or not out.is_file() else _read_results(out)
+        if out.suffix == ".jsonl" and existing is not None:
+            with open_append(out) as f:
+                f.write("".join(json.dumps(r) + "\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
+            return out
+        data = (existing or []) + records
+        text = ("".join(json.dumps(r) + "\n" for r in data) if out.suffix == ".jsonl"
+                else json.dumps(data, indent=2) + "\n")
+        atomic_write(out, lambda tmp: Path(tmp).write_text(text))
     return out
