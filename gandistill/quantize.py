@@ -24,6 +24,10 @@ CALIBRATION_LATENTS = 256
 CALIBRATION_SEED = 0
 CALIBRATION_BATCH = 32
 QUALITY_LATENTS = 256
+# torch's CPU generator keeps only the low 32 bits of a seed (2**32 draws what 0 draws), so the two streams split
+# that space: calibration seeds lie below QUALITY_STREAM, the quality check's z come from QUALITY_STREAM +
+# (seed mod QUALITY_STREAM). The check never runs on the latents the graph was calibrated on, whatever --seed is.
+QUALITY_STREAM = 2**31
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -53,8 +57,19 @@ def image_layer_nodes(model) -> list[str]:
 
 
 def calibration_latents(z_dim: int, num: int = CALIBRATION_LATENTS, seed: int = CALIBRATION_SEED) -> np.ndarray:
-    """The generator's own inputs: standard normal z [num, z_dim], torch's generator at ``seed``."""
+    """The generator's own inputs: standard normal z [num, z_dim], torch's generator at ``seed`` (below
+    ``QUALITY_STREAM``: the quality check's seeds start there)."""
+    if not 0 <= seed < QUALITY_STREAM:
+        raise ValueError(f"calibration seed must be in [0, {QUALITY_STREAM}), got {seed}")
     return torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+
+
+def quality_stream_seed(seed: int) -> int:
+    """The torch seed of the quality check's latents for a check ``seed``: in [QUALITY_STREAM, 2**32), where no
+    calibration seed lies (a negative ``seed`` too)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed of the int8 quality check must be an integer, got {seed!r}")
+    return QUALITY_STREAM + seed % QUALITY_STREAM
 
 
 def _static_int8(float_path: str, out_path: str, z_dim: int) -> dict:
@@ -110,11 +125,14 @@ def _psnr_db(got: np.ndarray, expected: np.ndarray) -> np.ndarray:
 def quality_check(float_run: Runner, quantized_run: Runner, z_dim: int, seed: int, min_psnr: float,
                   num: int = QUALITY_LATENTS, batch_sizes: tuple[int, ...] = (1, 2, 7)) -> dict:
     """The quantised graph's images vs the float graph's on ``num`` fresh latents (batched as ``batch_sizes``,
-    then 64 at a time): mean PSNR (dB, [-1, 1]), SSIM (uint8, scikit-image's definition) and max abs difference."""
+    then 64 at a time): mean PSNR (dB, [-1, 1]), SSIM (uint8, scikit-image's definition) and max abs difference.
+
+    seed: any integer; the latents are drawn by a torch.Generator at ``quality_stream_seed(seed)``, never at a
+    calibration seed."""
     from .data import to_uint8
     from .metrics import _psnr_ssim
 
-    z = torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+    z = torch.randn(num, z_dim, generator=torch.Generator().manual_seed(quality_stream_seed(seed))).numpy()
     sizes, start = [], 0
     for b in [*batch_sizes, *([64] * math.ceil(num / 64))]:
         if start >= num:
@@ -142,10 +160,12 @@ def quality_check(float_run: Runner, quantized_run: Runner, z_dim: int, seed: in
     return {"kind": "quality", "passed": bool(mean_psnr >= min_psnr), "psnr_db": mean_psnr,
             "min_psnr_db": min_psnr, "psnr_db_worst_image": float(np.min(psnr)),
             "ssim": float(np.mean(ssim)) if ssim else None, "max_abs_diff": worst, "num": num, "seed": seed,
+            "latents": f"torch.randn, torch.Generator at {QUALITY_STREAM} + (seed mod {QUALITY_STREAM}); "
+                       f"calibration seeds are below {QUALITY_STREAM}",
             "batch_sizes": sorted(set(sizes)),
             "reference": "the float ONNX graph it was quantised from, onnxruntime CPU",
             "psnr_definition": "10 log10(2^2 / MSE) per image on [-1, 1], mean over images; SSIM on uint8"}
 
 
-__all__ = ["DEFAULT_MIN_PSNR", "QUANTIZATIONS", "Quantization", "calibration_latents", "image_layer_nodes",
-           "quality_check"]
+__all__ = ["DEFAULT_MIN_PSNR", "QUALITY_STREAM", "QUANTIZATIONS", "Quantization", "calibration_latents",
+           "image_layer_nodes", "quality_check", "quality_stream_seed"]

@@ -50,7 +50,41 @@ def test_int8_export_is_checked_for_quality_and_is_smaller(pair):
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     float_nodes = record["quantization"]["float_nodes"]
     assert float_nodes and float_nodes[0] in {n.name for n in graph.node if n.op_type == "ConvTranspose"}
+    stored = weight_storage(graph)  # the image layer reads float32 weights; every other layer int8 ones
+    image_layer = stored.pop(float_nodes[0])
+    assert image_layer and all(kind == "float32 initializer" for kind in image_layer), image_layer
+    assert stored and all(kinds[0] == "int8 via DequantizeLinear" for kinds in stored.values()), stored
     assert "summary" not in record and "PSNR" in int8_result.summary()
+
+
+def weight_storage(graph) -> dict[str, list[str]]:
+    """Each weighted node -> how its weight (and bias) inputs are stored: 'float32 initializer' when read as
+    such, '<dtype> via DequantizeLinear' when dequantised from a quantised initializer."""
+    inits = {i.name: i for i in graph.initializer}
+    producers = {out: n for n in graph.node for out in n.output}
+
+    def kind(name: str) -> str:
+        if name in inits:
+            return f"{onnx.helper.tensor_dtype_to_np_dtype(inits[name].data_type)} initializer"
+        node = producers[name]
+        source = node.input[0]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[source].data_type) if source in inits else "activation"
+        return f"{dtype} via {node.op_type}"
+
+    return {n.name: [kind(x) for x in n.input[1:3] if x] for n in graph.node
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")}
+
+
+def test_the_image_layer_check_sees_a_quantised_image_layer(tmp_path, monkeypatch):
+    """weight_storage tells a float image layer from a quantised one whose name is still recorded as float."""
+    import onnxruntime.quantization as ortq
+
+    real = ortq.quantize_static
+    monkeypatch.setattr(ortq, "quantize_static", lambda *a, nodes_to_exclude=None, **k: real(*a, **k))
+    result = export(make("dcgan", 1.0), "onnx", tmp_path / "g.onnx", seed=3, quantize="int8", min_psnr=-100.0)
+    float_nodes = result.record["quantization"]["float_nodes"]
+    stored = weight_storage(onnx.load(str(result.path)).graph)
+    assert float_nodes[0] in stored and stored[float_nodes[0]][0] == "int8 via DequantizeLinear"
 
 
 def test_int8_images_stay_close_to_the_float_graphs(pair):
@@ -145,3 +179,40 @@ def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
     assert result["files"]["int8"]["bytes"] == int8_result.path.stat().st_size
     assert result["files"]["int8"]["macs"] == result["files"]["float"]["macs"] > 0
     assert "ConvTranspose" in result["op_us"]["float"] and "QuantizeLinear" in result["op_us"]["int8"]
+
+
+def _recording_runner(seen: list):
+    def run(z):
+        seen.append(z.copy())
+        return np.tanh(np.tile(z[:, None, None, :64], (1, 1, 64, 1)))  # [N, 1, 64, 64]
+    return run
+
+
+@pytest.mark.parametrize("seed", [0, 1, 4, -1, 2**31, 2**32])
+def test_the_quality_check_never_draws_the_calibration_latents(seed):
+    """The check's z come from their own stream (a torch.Generator at QUALITY_STREAM + seed mod QUALITY_STREAM)
+    and the calibration's from seeds below QUALITY_STREAM: even --seed -1 (check seed 0) cannot check on the
+    calibration z. torch keeps a seed's low 32 bits only, so 2**32 would draw what 0 draws."""
+    import torch
+
+    from gandistill.quantize import CALIBRATION_SEED, QUALITY_STREAM, calibration_latents, quality_check
+
+    seen: list = []
+    check = quality_check(_recording_runner(seen), _recording_runner([]), 64, seed, 30.0, num=16,
+                          batch_sizes=(16,))
+    z = np.concatenate(seen)
+    stream = QUALITY_STREAM + seed % QUALITY_STREAM
+    assert QUALITY_STREAM <= stream < 2**32
+    expected = torch.randn(16, 64, generator=torch.Generator().manual_seed(stream)).numpy()
+    assert np.array_equal(z, expected) and check["seed"] == seed and str(QUALITY_STREAM) in check["latents"]
+    for calibration_seed in {CALIBRATION_SEED, seed % QUALITY_STREAM, (seed - 1) % QUALITY_STREAM}:
+        assert not np.isclose(z, calibration_latents(64, 16, calibration_seed)).any()
+
+
+def test_calibration_seeds_stay_below_the_quality_stream():
+    from gandistill.quantize import QUALITY_STREAM, calibration_latents
+
+    calibration_latents(64, 4, QUALITY_STREAM - 1)
+    for seed in (-1, QUALITY_STREAM, 2**32):
+        with pytest.raises(ValueError, match=rf"^calibration seed must be in \[0, {QUALITY_STREAM}\), got {seed}$"):
+            calibration_latents(64, 4, seed)
