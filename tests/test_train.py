@@ -100,10 +100,50 @@ def test_disc_batch_sends_that_many_images_through_the_discriminators(tmp_path, 
     assert result.status == "completed"
 
 
-def test_data_free_distillation(tmp_path):
-    result = distill(teacher=str(_teacher_dir(tmp_path)), out=str(tmp_path / "d"), steps=3,
-                     **{**FAST, "data": "none"})
+def _drawing_teacher_dir(tmp_path):
+    """A tiny DCGAN teacher whose images spread over [-1, 1] (std ~0.66, not the near-flat images of a fresh
+    one) and whose batch-norm statistics are its own activations' (a student trained on batches can match it)."""
+    out = tmp_path / "drawing-teacher"
+    torch.manual_seed(0)
+    g = tiny_generator("dcgan")
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.ConvTranspose2d):
+                m.weight.normal_(0, 0.3)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.3)
+                m.momentum = None  # a cumulative average over the passes below
+        g.train()
+        for _ in range(20):
+            g(torch.randn(64, g.z_dim))
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 0.1
+    save_gan(g.eval(), tiny_discriminator("dcgan"), out)
+    return out
+
+
+def test_data_free_distillation_moves_the_student_towards_the_teacher(tmp_path):
+    """With no data (teacher images stand in for real ones) the student's images get closer to the teacher's on
+    latents it never trained on: 0.56 -> 0.45 mean abs pixel distance over 40 steps (0.44 at 60, on three seeds alike)."""
+    teacher_dir = _drawing_teacher_dir(tmp_path)
+    teacher = from_pretrained(teacher_dir)
+    z = torch.randn(64, teacher.z_dim, generator=torch.Generator().manual_seed(123))
+    settings = dict(teacher=str(teacher_dir), width=0.5, ema=False, **{**FAST, "data": "none"})
+
+    def distance(run: str) -> float:
+        student = from_pretrained(tmp_path / run / "student")
+        with torch.no_grad():
+            return (student(z) - teacher(z)).abs().mean().item()
+
+    assert distill(out=str(tmp_path / "before"), steps=0, **settings).status == "completed"
+    result = distill(out=str(tmp_path / "after"), steps=40, **settings)
     assert result.status == "completed"
+    record = json.loads((tmp_path / "after" / "log.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 40 and "pixel" in record and "adversarial" in record
+    before, after = distance("before"), distance("after")
+    assert after < 0.9 * before, (before, after)
 
 
 @pytest.mark.parametrize("kind", ["train", "distill"])
