@@ -14,8 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import model_config
-from .models import build_generator
 from .profile import count_macs, count_params
 
 
@@ -29,24 +27,23 @@ class OnnxGenerator(nn.Module):
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
         from .export import read_metadata
-        from .onnx_runtime import _onnx_session, check_onnx_file
+        from .onnx_runtime import _onnx_session, architecture, check_onnx_file
 
         check_onnx_file(path)  # before anything reads it: a TorchScript archive is refused by its content
         meta = read_metadata(path)  # one clear line for a missing, corrupt or foreign file
+        skeleton = architecture(path, meta)  # on the meta device, checked against the graph
         self.session = _onnx_session(path, threads)
         z_input, img_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name = z_input.name
         # z_dim from the graph's input shape when it is fixed, else from the metadata
         self.z_dim = z_input.shape[1] if isinstance(z_input.shape[1], int) else int(meta["z_dim"])
-        self.family = meta["family"]
-        self.config = model_config(self.family, **meta["config"])
+        self.family, self.config = skeleton.family, skeleton.config
         if self.config.z_dim != self.z_dim:
             raise ValueError(f"{path}: input z has {self.z_dim} dimensions, its metadata says {self.config.z_dim}")
         self.lineage = meta.get("lineage")
         self.quantize = meta.get("quantize")
         self.uint8 = img_output.type == "tensor(uint8)"  # [N, H, W, C] pixels
         self.source = str(path)
-        skeleton = build_generator(self.family, self.config)
         self.num_params, self.macs = count_params(skeleton), count_macs(skeleton)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

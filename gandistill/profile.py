@@ -127,7 +127,9 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
     if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
         ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
                       throughput_runs=throughput_runs, warmup=warmup, rounds=rounds)
-        return profile_onnx_file(model)
+        result = profile_onnx_file(model, latency_runs=latency_runs, throughput_batch=throughput_batch,
+                                   throughput_runs=throughput_runs, warmup=warmup)
+        return {**result, "model": name} if name is not None else result
     return profile_models([model], device, latency_runs, throughput_batch, throughput_runs, warmup,
                           names=None if name is None else [name], rounds=rounds)[0]
 
@@ -239,21 +241,24 @@ def _peak_memory(generator: nn.Module, z: torch.Tensor, device: torch.device) ->
     return tracker.peak
 
 
-def profile_onnx_file(path: str | os.PathLike) -> dict:
-    """Profile an exported ``.onnx`` generator with gandistill.onnx_runtime.profile_onnx (onnxruntime)."""
+def profile_onnx_file(path: str | os.PathLike, latency_runs: int = ProfileConfig.latency_runs,
+                      throughput_batch: int = ProfileConfig.throughput_batch,
+                      throughput_runs: int = ProfileConfig.throughput_runs,
+                      warmup: int = ProfileConfig.warmup) -> dict:
+    """Profile an exported ``.onnx`` generator with gandistill.onnx_runtime.profile_onnx (onnxruntime): latency at
+    batch 1 over ``latency_runs``, throughput at ``throughput_batch`` over ``throughput_runs``, as profile() does."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
     try:
-        from .onnx_runtime import profile_onnx
+        from .onnx_runtime import architecture, profile_onnx
     except ImportError as e:
         raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.onnx_runtime.profile_onnx and "
                          f"onnxruntime (pip install 'gandistill[export]'); import failed: {e}") from None
-    result = dict(profile_onnx(path))
+    result = dict(profile_onnx(path, batch_sizes=(1, throughput_batch), repeats=latency_runs,
+                               throughput_repeats=throughput_runs, warmup=warmup))
     if result.get("family") and result.get("config"):  # a gandistill export: the architecture it stores
-        from .models import build_generator
-
-        skeleton = build_generator(result["family"], result["config"])
+        skeleton = architecture(path, result)  # on the meta device, checked against the graph
         result.update(params=count_params(skeleton), macs=count_macs(skeleton))
     result["bytes"] = path.stat().st_size
     result.setdefault("model", str(path))

@@ -16,6 +16,8 @@ from .data import to_uint8
 from .outputs import check_file_target, check_not_input
 
 PNG_SOFTWARE = "gandistill"
+MAX_SAMPLE_NUM = 65_536  # images in one grid: more is not a picture anyone looks at (and runs for minutes)
+MAX_GRID_PIXELS = 64 * 2**20  # pixels of a written grid, upscaling included: 64 megapixels, ~200 MB of RGB
 
 
 def grid_array(img: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
@@ -103,6 +105,17 @@ def _generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> t
     return torch.cat(out)
 
 
+def _check_grid_size(num: int, nrow: int, scale: int, resolution: int, interpolate: bool, compare: bool) -> None:
+    """Refuse a grid above MAX_GRID_PIXELS before anything is drawn (it would be allocated whole)."""
+    images = max(1, num // nrow) * nrow if interpolate else num
+    rows = math.ceil(images / nrow) * (2 if compare else 1)
+    pixels = (rows * (resolution + 2) + 2) * (nrow * (resolution + 2) + 2) * scale * scale
+    if pixels > MAX_GRID_PIXELS:
+        raise ValueError(f"a grid of {images} images, {nrow} per row, at --scale {scale} would have "
+                         f"{pixels / 2**20:,.0f} megapixels; at most {MAX_GRID_PIXELS // 2**20} megapixels: lower "
+                         f"--num, --nrow or --scale")
+
+
 def sample(generator, num: int = 64, seed: int = 0, compare=None, interpolate: bool = False, nrow: int = 8,
            out: str | os.PathLike | None = None, scale: int = 1, overwrite: bool = False) -> torch.Tensor:
     """Images [N, C, H, W] in [-1, 1], laid out for a grid of ``nrow`` columns; written as PNG to ``out`` if given.
@@ -116,6 +129,12 @@ def sample(generator, num: int = 64, seed: int = 0, compare=None, interpolate: b
         raise ValueError(f"num must be a positive int, got {num!r}")
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    if num > MAX_SAMPLE_NUM:
+        raise ValueError(f"--num {num}: at most {MAX_SAMPLE_NUM} images in one grid; draw several grids")
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: sample writes PNG grids; name the file with .png")
     if out is not None:
         check_not_input(out, {name: g for name, g in (("model", generator), ("--compare", compare))
                               if isinstance(g, (str, os.PathLike))})
@@ -124,6 +143,7 @@ def sample(generator, num: int = 64, seed: int = 0, compare=None, interpolate: b
     second = _load_generator(compare) if compare is not None else None
     if second is not None and second.z_dim != first.z_dim:
         raise ValueError(f"--compare generator has z_dim {second.z_dim}, the first has {first.z_dim}")
+    _check_grid_size(num, nrow, scale, first.config.resolution, interpolate, second is not None)
     if interpolate:
         rows = max(1, num // nrow)
         ends = latents(2 * rows, first.z_dim, seed)

@@ -143,7 +143,8 @@ def test_onnx_paths_go_to_onnx_runtime_profile_onnx(tmp_path, monkeypatch):
     onnx = tmp_path / "g.onnx"
     onnx.write_bytes(b"not really onnx")
     fake = types.ModuleType("gandistill.onnx_runtime")
-    fake.profile_onnx = lambda path: {"latency_ms_p50": 1.5, "throughput_img_s": 900.0, "path": str(path)}
+    fake.profile_onnx = lambda path, **timing: {"latency_ms_p50": 1.5, "throughput_img_s": 900.0, "path": str(path)}
+    fake.architecture = lambda path, meta: None  # a foreign file: no metadata, no architecture
     monkeypatch.setitem(sys.modules, "gandistill.onnx_runtime", fake)
     r = profile(onnx)
     assert r["latency_ms_p50"] == 1.5 and r["model"] == str(onnx) and r["path"] == str(onnx)
