@@ -3,7 +3,8 @@
 
   python scripts/recipe.py --out runs/recipe --variants base,lr1e-3-cos,adv0.3 --width 0.25 --steps 1500
 
-Each variant is one ``gandistill distill`` run (its flags are in VARIANTS below and in ``commands.md``); a
+Each variant is one ``gandistill distill`` run with every setting stated (BASE, the defaults of 2026-12-04 when
+the rows of docs/recipe.md were made, changed as VARIANTS below says; each command is in ``commands.md``); a
 finished run is skipped and an interrupted one resumed, so the script can be stopped and rerun. ``--jobs 2``
 runs two at a time (one torch thread each). Then every finished student is evaluated together with the
 teacher: fid/kid on ``--num-samples`` images of the test split with fmnist-cnn features, PSNR/SSIM against
@@ -20,34 +21,53 @@ import sys
 import time
 from pathlib import Path
 
-# name -> distill flags on top of the defaults; the name says what changed
-VARIANTS = {
-    "base": [],
-    "no-feature": ["--feature", "0"],
-    "feature-relative": ["--feature-kind", "relative"],
-    "adv0.3": ["--adversarial", "0.3"],
-    "adv1": ["--adversarial", "1"],
-    "cos": ["--lr-schedule", "cosine"],
-    "lr1e-3-cos": ["--g-lr", "1e-3", "--d-lr", "1e-3", "--lr-schedule", "cosine"],
-    "lr5e-4-cos": ["--g-lr", "5e-4", "--d-lr", "5e-4", "--lr-schedule", "cosine"],
-    "lr2e-3-cos": ["--g-lr", "2e-3", "--d-lr", "2e-3", "--lr-schedule", "cosine"],
-    "lr1e-3-cos-adv0.3": ["--g-lr", "1e-3", "--d-lr", "1e-3", "--lr-schedule", "cosine", "--adversarial", "0.3"],
-    "lr1e-3-cos-svs": ["--g-lr", "1e-3", "--d-lr", "1e-3", "--lr-schedule", "cosine", "--init", "svs"],
-    "lr1e-3-cos-relative": ["--g-lr", "1e-3", "--d-lr", "1e-3", "--lr-schedule", "cosine", "--feature-kind",
-                            "relative"],
-    "lr1e-3-cos-no-feature": ["--g-lr", "1e-3", "--d-lr", "1e-3", "--lr-schedule", "cosine", "--feature", "0"],
-    "ema0.99": ["--ema-decay", "0.99"],
-    "init-prefix": ["--init", "prefix"],
-    "init-random": ["--init", "random"],
-    "init-svs": ["--init", "svs"],
+# DistillConfig's defaults of 2026-12-04, when every row of docs/recipe.md this script made was run (lr 2e-4
+# constant, --init l1, ...). Each variant's command states all of them, changed as the variant says, so that it
+# makes the same run whatever today's defaults are (a variant used to be flags on top of the defaults of the day,
+# and stopped reproducing its row when they moved). Left out: the script's own arguments (teacher, width, steps,
+# batch size, seed), bookkeeping (where and how often it writes) and data_root/classifier (None: no flag).
+BASE = {"init": "l1", "data": "fashion-mnist", "split": "train", "g_lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5,
+        "beta2": 0.999, "pixel": 1.0, "pixel_kind": "l1", "feature": 1.0, "disc_feature": 1.0, "perceptual": 0.0,
+        "disc_kl": 1.0, "kl_temperature": 1.0, "class_kl": 0.0, "class_alpha": 0.5, "class_temperature": 4.0,
+        "adversarial": 0.1, "adv_loss": "hinge", "disc_batch": 0, "feature_kind": "mse", "lr_schedule": "constant",
+        "ema": True, "ema_decay": 0.999, "device": "cpu", "amp": False, "channels_last": False, "max_bad_steps": 5}
+_LR1E3_COS = {"g_lr": 1e-3, "d_lr": 1e-3, "lr_schedule": "cosine"}
+# name -> what it changes from BASE; the name says what
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "no-feature": {"feature": 0.0},
+    "feature-relative": {"feature_kind": "relative"},
+    "adv0.3": {"adversarial": 0.3},
+    "adv1": {"adversarial": 1.0},
+    "cos": {"lr_schedule": "cosine"},
+    "lr1e-3-cos": _LR1E3_COS,
+    "lr5e-4-cos": {"g_lr": 5e-4, "d_lr": 5e-4, "lr_schedule": "cosine"},
+    "lr2e-3-cos": {"g_lr": 2e-3, "d_lr": 2e-3, "lr_schedule": "cosine"},
+    "lr1e-3-cos-adv0.3": {**_LR1E3_COS, "adversarial": 0.3},
+    "lr1e-3-cos-svs": {**_LR1E3_COS, "init": "svs"},
+    "lr1e-3-cos-relative": {**_LR1E3_COS, "feature_kind": "relative"},
+    "lr1e-3-cos-no-feature": {**_LR1E3_COS, "feature": 0.0},
+    "ema0.99": {"ema_decay": 0.99},
+    "init-prefix": {"init": "prefix"},
+    "init-random": {"init": "random"},
+    "init-svs": {"init": "svs"},
 }
 
 
+def flags(settings: dict) -> list[str]:
+    """``gandistill distill`` flags stating each setting (booleans as --name / --no-name)."""
+    out: list[str] = []
+    for name, value in settings.items():
+        flag = name.replace("_", "-")
+        out += [f"--{flag}" if value else f"--no-{flag}"] if isinstance(value, bool) else [f"--{flag}", str(value)]
+    return out
+
+
 def command(args, name: str, seed: int) -> list[str]:
-    flags = VARIANTS[name]
     return ["gandistill", "distill", "--teacher", args.teacher, "--width", str(args.width), "--steps",
-            str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(seed), *flags,
-            "--sample-every", "0", "--checkpoint-every", "250", "--out", str(run_dir(args, name, seed))]
+            str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(seed),
+            *flags({**BASE, **VARIANTS[name]}), "--sample-every", "0", "--checkpoint-every", "250",
+            "--out", str(run_dir(args, name, seed))]
 
 
 def run_dir(args, name: str, seed: int) -> Path:
