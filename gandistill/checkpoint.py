@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from . import __version__
@@ -68,6 +68,33 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 # --- save_pretrained / from_pretrained -----------------------------------------------------------------
 
+_SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file's bytes, the same for the same tensors and metadata (names and keys sorted).
+
+    safetensors' own writer orders the metadata by a randomly seeded hash map, so one model saved twice got two
+    sha256s; cards and lineage quote the weights' sha256. The format: header length (u64, little endian), the
+    JSON header (padded with spaces to 8 bytes), then the tensors' bytes back to back in the header's order."""
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        if tensor.dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{name}: dtype {tensor.dtype} is not saved (float, int, uint8 or bool weights only)")
+        blob = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``config.json`` (family, kind, config, lineage) and ``model.safetensors`` into ``directory``."""
     directory = Path(directory)
@@ -86,8 +113,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, extra: dict 
     # config.json goes last: a directory without it is visibly incomplete, never half-valid
     if (directory / CONFIG_NAME).exists():
         (directory / CONFIG_NAME).unlink()
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(
-        state, tmp, metadata={"family": model.family, "kind": kind, "gandistill_version": __version__}))
+    weights = safetensors_bytes(state, {"family": model.family, "kind": kind, "gandistill_version": __version__})
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: Path(tmp).write_bytes(weights))
     write_json(directory / CONFIG_NAME, meta)
     return directory
 

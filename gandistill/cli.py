@@ -132,7 +132,7 @@ def _cmd_train(args) -> int:
 def _cmd_distill(args) -> int:
     from .train import distill
 
-    config = config_from_args(DistillConfig, args)
+    config = _checked_disc_batch(config_from_args(DistillConfig, args))
     result = _run_into_out(config, distill, check_data=config.data != "none" and config.adversarial > 0)
     return _report_run(result, "student")
 
@@ -181,7 +181,7 @@ def _cmd_import(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import demo
 
-    config = config_from_args(DemoConfig, args)
+    config = _checked_disc_batch(config_from_args(DemoConfig, args))
     paths = _run_into_out(config, demo, check_data=config.data != "none")
     md = Path(paths["markdown"]).read_text().splitlines()
     print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))
@@ -190,6 +190,14 @@ def _cmd_demo(args) -> int:
     print(f"student: {paths['student']}   exported: {paths['export']}")
     print(f"took {paths['seconds']:.0f} s")
     return 0
+
+
+def _checked_disc_batch(config):
+    # belongs with DistillConfig's own range checks (config.py); here until it moves there
+    if config.disc_batch > config.batch_size:
+        raise UsageError(f"--disc-batch {config.disc_batch}: at most --batch-size {config.batch_size} images go through "
+                         f"the discriminators (0 = all)")
+    return config
 
 
 def _report_run(result, what: str) -> int:

@@ -41,7 +41,7 @@ from .checkpoint import (
 from .config import FORMAT_VERSION, upgrade_format
 from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
-from .outputs import OutputRefused, check_not_input, record_lock
+from .outputs import OutputRefused, check_not_input, record_lock, removed_if_failed
 from .quantize import DEFAULT_MIN_PSNR, QUANTIZATIONS, Quantization, quality_check
 from .registry import Registry
 
@@ -324,10 +324,11 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
                                   f"< min_psnr {min_psnr:g} (SSIM {q['ssim']:.3f}, max abs diff "
                                   f"{q['max_abs_diff']:.3f}); nothing written to {out}")
 
-    if fmt.directory:
-        _atomic_directory(out, write_and_check)
-    else:
-        atomic_write(out, write_and_check)
+    with removed_if_failed(out.parent):  # a failed export leaves no folder it made
+        if fmt.directory:
+            _atomic_directory(out, write_and_check)
+        else:
+            atomic_write(out, write_and_check)
 
     record = {"format": format, "path": out.name, **_content_digest(out, fmt.directory), "uint8": uint8,
               "metadata": meta, "check": check,

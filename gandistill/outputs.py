@@ -94,6 +94,28 @@ def check_file_target(out: str | os.PathLike, *, overwrite: bool, made_here=None
                             f"{flag}, or pass --overwrite to replace it")
 
 
+@contextlib.contextmanager
+def removed_if_failed(path: str | os.PathLike) -> Iterator[None]:
+    """On failure, remove the folders of ``path`` (it included) that did not exist before the block, where they
+    are still empty: a command that fails leaves no empty folder behind; one that wrote something keeps it."""
+    path = Path(os.path.abspath(path))
+    created = []
+    while not path.exists() and path != path.parent:
+        created.append(path)
+        path = path.parent
+    try:
+        yield
+    except RunLocked:
+        raise  # the folder is another process's run: not ours to remove
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or gone): keep it and everything above it
+        raise
+
+
 def open_append(path: str | os.PathLike):
     """Open ``path`` for appending text without following a link at its last component."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)

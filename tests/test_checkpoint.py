@@ -135,3 +135,23 @@ def test_state_round_trip_and_errors(tmp_path):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match="cut.pt: unreadable"):
         load_state(tmp_path / "cut.pt")
+
+
+def test_saving_the_same_model_twice_gives_identical_bytes(tmp_path):
+    """Cards quote a model's sha256: the same weights must give the same file (no random header order)."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    from .conftest import tiny_generator
+
+    g = tiny_generator("stylegan2")
+    digests = set()
+    for i in range(6):
+        save_pretrained(g, tmp_path / f"s{i}")
+        digests.add(hashlib.sha256((tmp_path / f"s{i}" / "model.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    with safe_open(tmp_path / "s0" / "model.safetensors", "pt") as f:  # still a safetensors file, read by its library
+        assert f.metadata()["family"] == "stylegan2" and sorted(f.keys()) == sorted(g.state_dict())
+    loaded = from_pretrained(tmp_path / "s0")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), g.state_dict().values(), strict=True))

@@ -114,3 +114,18 @@ def test_distill_command_for_refuses_a_line_that_did_not_make_the_run():
         distill_command_for("gandistill train --steps 3", record)
     with pytest.raises(ValueError, match="cannot parse"):
         distill_command_for("gandistill distill --bogus", record)
+
+
+@pytest.mark.parametrize("command", ["distill", "demo"])
+def test_a_disc_batch_above_the_batch_size_is_refused(tmp_path, capsys, command):
+    from gandistill.checkpoint import save_gan
+
+    from .conftest import tiny_discriminator, tiny_generator
+    from .test_inputs import cli, one_line
+
+    teacher = save_gan(tiny_generator("dcgan", base_channels=4), tiny_discriminator("dcgan", base_channels=4),
+                       tmp_path / "gan")
+    code, err = cli([command, "--teacher", teacher, "--out", tmp_path / "run", "--batch-size", "4",
+                     "--disc-batch", "8", "--data", "synthetic", "--steps", "1"], capsys)
+    assert code == 2 and "--disc-batch 8: at most --batch-size 4" in one_line(err)
+    assert not (tmp_path / "run").exists()

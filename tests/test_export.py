@@ -355,3 +355,14 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+@pytest.mark.parametrize("format,name", [("safetensors", "s"), ("torchscript", "g.pt"), ("onnx", "g.onnx")])
+def test_a_failed_export_leaves_no_folder_or_temporary_behind(tmp_path, monkeypatch, format, name):
+    fmt = FORMATS.get(format)
+    monkeypatch.setitem(FORMATS._items, format,
+                        dataclasses.replace(fmt, load=lambda path: (lambda z: np.zeros((len(z), 1, 32, 32), "f4"))))
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ExportError, match="does not match PyTorch"):
+        export(make("dcgan", 0.25), format, tmp_path / "kept" / "new" / "deeper" / name)
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
