@@ -252,6 +252,7 @@ def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map
     model.load_state_dict(state)
     model.lineage = meta.get("lineage")
     model.source = str(directory)
+    model.weights_sha256 = sha256_file(directory / WEIGHTS_NAME)  # which weights: what a student's lineage records
     return model.to(map_location).eval()
 
 

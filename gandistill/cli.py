@@ -19,10 +19,16 @@ from .cli_args import (
     check_data_flags,
     check_output,
     config_from_args,
-    removed_if_failed,
 )
 from .config import GAN_FAMILIES, MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
-from .outputs import OutputRefused, check_file_target, check_fresh_dir, check_no_links, check_not_input
+from .outputs import (
+    OutputRefused,
+    check_file_target,
+    check_fresh_dir,
+    check_no_links,
+    check_not_input,
+    removed_if_failed,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

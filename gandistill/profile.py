@@ -223,6 +223,7 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
             "warmup": cfg.warmup,
             "timed": type(served[i]).__name__,
             "lineage": getattr(generator, "lineage", None),
+            "weights_sha256": getattr(generator, "weights_sha256", None),
         })
     return results
 
@@ -304,28 +305,58 @@ def _inconclusive(teacher: dict, student: dict) -> str | None:
             f"across rounds; rerun on a quieter machine or with more runs")
 
 
-def _names_teacher(lineage: dict | None, family: str | None, config: dict | None) -> bool:
-    parent = (lineage or {}).get("teacher") or {}
-    return parent.get("family") == family and config is not None and parent.get("config") == config
+def paired_by(lineage: dict | None, family: str | None, config: dict | None,
+              weights_sha256: str | None) -> str | None:
+    """How a student's lineage names this candidate as its teacher: "sha256" (the teacher weights it recorded),
+    "config" (family and config, when the lineage or the candidate has no digest), or None (not its teacher)."""
+    parent = (lineage or {}).get("teacher") if isinstance(lineage, dict) else None
+    if not isinstance(parent, dict):
+        return None
+    recorded = parent.get("weights_sha256")
+    if recorded and weights_sha256:  # both known: the digest decides (a retrained teacher keeps its config)
+        return "sha256" if recorded == weights_sha256 else None
+    if parent.get("family") == family and config is not None and parent.get("config") == config:
+        return "config"
+    return None
 
 
-def find_teachers(models: Sequence[nn.Module]) -> dict[int, int]:
-    """student index -> teacher index, for every model whose recorded teacher (family + config) is in ``models``."""
+def _pairs(students: Sequence, candidates: Sequence) -> dict[int, tuple[int, str]]:
+    """student index -> (teacher index, how): a teacher its recorded weights digest names first, else by config.
+
+    students / candidates: (lineage, family, config, weights_sha256) per model; a model is never its own teacher."""
     out = {}
-    for i, student in enumerate(models):
-        for j, teacher in enumerate(models):
-            if i != j and _names_teacher(getattr(student, "lineage", None), teacher.family, teacher.config.to_dict()):
-                out[i] = j
+    for i, (lineage, *_) in enumerate(students):
+        found = [(j, paired_by(lineage, *candidate[1:])) for j, candidate in enumerate(candidates) if j != i]
+        for how in ("sha256", "config"):
+            match = next((j for j, h in found if h == how), None)
+            if match is not None:
+                out[i] = (match, how)
                 break
     return out
 
 
+def _described(model: nn.Module) -> tuple:
+    return (getattr(model, "lineage", None), model.family, model.config.to_dict(),
+            getattr(model, "weights_sha256", None))
+
+
+def find_teachers(models: Sequence[nn.Module]) -> dict[int, int]:
+    """student index -> teacher index, for every model whose recorded teacher is in ``models`` (see `teacher_pairs`)."""
+    return {i: j for i, (j, _) in teacher_pairs(models).items()}
+
+
+def teacher_pairs(models: Sequence[nn.Module]) -> dict[int, tuple[int, str]]:
+    """student index -> (teacher index, "sha256" or "config"): the teacher weights a student's lineage records pick
+    its teacher; family + config only where the lineage or the candidate carries no digest."""
+    described = [_described(m) for m in models]
+    return _pairs(described, described)
+
+
 def attach_speedups(results: list[dict]) -> list[dict]:
-    """Add ``teacher`` and ``speedup`` to each profile() result whose lineage names another result as teacher."""
-    for i, student in enumerate(results):
-        for j, teacher in enumerate(results):
-            if i != j and _names_teacher(student.get("lineage"), teacher.get("family"), teacher.get("config")):
-                student["teacher"] = teacher["model"]
-                student["speedup"] = speedup(teacher, student)
-                break
+    """Add ``teacher`` and ``speedup`` (with ``paired_by``) to each profile() result whose lineage names another
+    result as teacher."""
+    described = [(r.get("lineage"), r.get("family"), r.get("config"), r.get("weights_sha256")) for r in results]
+    for i, (j, how) in _pairs(described, described).items():
+        results[i]["teacher"] = results[j]["model"]
+        results[i]["speedup"] = {**speedup(results[j], results[i]), "paired_by": how}
     return results

@@ -33,7 +33,7 @@ from ..config import EvalConfig
 from ..models import for_inference, kind_of
 from ..onnx_generator import OnnxGenerator, device_of, is_onnx_path, params_and_macs
 from ..outputs import OutputRefused, open_append, record_lock
-from ..profile import find_teachers
+from ..profile import teacher_pairs
 from .cache import real_features, real_images
 from .extractors import (
     IS_UNAVAILABLE,
@@ -144,6 +144,17 @@ def _load_generators(generators, names) -> tuple[list[nn.Module], list[str]]:
     return models, labels
 
 
+def _same_model(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two loaded generators are one model: the same object, file or folder, or the same weights."""
+    if a is b:
+        return True
+    source_a, source_b = getattr(a, "source", None), getattr(b, "source", None)
+    if source_a and source_b and os.path.realpath(source_a) == os.path.realpath(source_b):
+        return True
+    sha_a, sha_b = getattr(a, "weights_sha256", None), getattr(b, "weights_sha256", None)
+    return bool(sha_a) and sha_a == sha_b and a.family == b.family and a.config == b.config
+
+
 def _seeds(seed) -> list[int]:
     seeds = [seed] if isinstance(seed, int) and not isinstance(seed, bool) else list(seed)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
@@ -244,6 +255,9 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
     teacher_model = None
     if teacher is not None:
         teacher_model = from_pretrained(teacher, "generator") if isinstance(teacher, (str, os.PathLike)) else teacher
+        listed = next((k for k, m in enumerate(models) if _same_model(m, teacher_model)), None)
+        if listed is not None:  # the teacher is also evaluated: that one, never paired with itself
+            teacher_model = models[listed]
     reference_model = (teacher_model if teacher_model is not None else models[0]) if reference == "teacher" else None
     spec, weights = resolve_extractor(cfg.extractor, extractor_weights)
     tf = fidelity()
@@ -359,9 +373,9 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
 
     # --- paired fidelity: each student vs its teacher, the same z ---
     if cfg.paired:
-        pairs = ({i: -1 for i, m in enumerate(models) if m is not teacher_model} if teacher_model is not None
-                 else find_teachers(models))
-        for i, j in pairs.items():
+        pairs = ({i: (-1, "teacher") for i, m in enumerate(models) if m is not teacher_model}
+                 if teacher_model is not None else teacher_pairs(models))
+        for i, (j, how) in pairs.items():
             t = teacher_model if j == -1 else models[j]
             t_index = next((k for k, m in enumerate(models) if m is t), None)  # an explicit teacher may be evaluated
             if i in first and t_index in first:
@@ -381,7 +395,9 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                 finally:
                     models[i].to(s_dev)
                     t.to(t_dev)
-            pf["teacher"] = labels[j] if j >= 0 else _teacher_label(teacher, models, labels)
+            listed = j if j >= 0 else next((k for k, m in enumerate(models) if m is teacher_model), None)
+            pf["teacher"] = labels[listed] if listed is not None else _teacher_label(teacher, models, labels)
+            pf["paired_by"] = how  # "teacher" (the teacher argument), "sha256" or "config" (the lineage)
             pf["feature_layer"] = f"{cfg.extractor}:{feat_layer}"
             records[i]["paired"] = pf
 
