@@ -354,3 +354,12 @@ def test_config_f_at_1024_has_the_published_sizes():
     assert sum(p.numel() for p in g.parameters()) == 30_370_060
     assert sum(p.numel() for p in d.parameters()) == 29_012_513
     assert g.num_ws == 18
+
+
+def test_an_unsafe_torch_reads_no_checkpoint(tmp_path, monkeypatch):
+    """torch < 2.6 runs code from crafted files even with weights_only=True (CVE-2025-32434): nothing is read."""
+    t, _ = _fixture("rosinality_rgb32")
+    _rosinality_file(tmp_path / "r.pt", t)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(RuntimeError, match="CVE-2025-32434"):
+        import_checkpoint(tmp_path / "r.pt")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_state, load_weights, sha256_file
+from ..safety import require_safe_torch
 from . import dcgan, stylegan2  # noqa: F401 - registers the formats, in detection order
 from .base import FORMATS, Imported, ImportFormat, ImportRefused, is_state_dict
 from .unpickle import Placeholder, load_nvlabs_pickle, placeholder_tensors
@@ -32,6 +33,7 @@ from .unpickle import Placeholder, load_nvlabs_pickle, placeholder_tensors
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """The file's contents: torch files through ``weights_only=True`` (plus argparse.Namespace), safetensors as tensors, ``.pkl`` files
     (NVlabs) through the restricted unpickler. Nothing in the file is executed."""
+    require_safe_torch()  # weights_only=True (also inside the unpickler, for storages) is safe from torch 2.6
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing")

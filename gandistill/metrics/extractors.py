@@ -30,6 +30,7 @@ from ..checkpoint import (
 )
 from ..data import to_uint8
 from ..registry import Registry
+from ..safety import require_safe_torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CLASSIFIER = REPO_ROOT / "pretrained" / "fmnist-cnn"
@@ -193,6 +194,8 @@ def _load_inception_state(path: Path) -> dict[str, torch.Tensor]:
     Nothing here unpickles code: a file that needs more than tensors and plain containers is refused, and
     torch-fidelity only ever sees tensors re-serialised from this result.
     """
+    if path.suffix != ".safetensors":
+        require_safe_torch()
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))
