@@ -199,8 +199,10 @@ def _cmd_demo(args) -> int:
 
 
 def _checked_disc_batch(config):
-    # belongs with DistillConfig's own range checks (config.py); here until it moves there
-    if config.disc_batch > config.batch_size:
+    # belongs with DistillConfig's own range checks (config.py); here until it moves there. The demo's default
+    # (8 of 64) shrinks with a smaller --batch-size; one the user asks for above it is refused
+    if config.disc_batch > config.batch_size and not (isinstance(config, DemoConfig)
+                                                      and config.disc_batch == DemoConfig.disc_batch):
         raise UsageError(f"--disc-batch {config.disc_batch}: at most --batch-size {config.batch_size} images go through "
                          f"the discriminators (0 = all)")
     return config

@@ -68,6 +68,9 @@ def demo(config: DemoConfig | None = None, **overrides) -> dict:
 
     # --- distill (resumes when a previous demo run left a state) ---
     run_dir = out / "distill"
+    if run_dir.is_symlink():
+        raise OutputRefused(f"--out {out}: {run_dir} is a symbolic link; a command follows no link out of its output "
+                            f"folder (remove the link)")
     check_no_links(run_dir, flag="--out")
     state = run_dir / "state.pt"
     resume = state.exists()
@@ -137,7 +140,7 @@ def _run(cfg: DemoConfig, out: Path, run_dir: Path, state: Path, resume: bool, t
     from .train import distill
 
     settings = DistillConfig(teacher=str(cfg.teacher), out=str(run_dir), width=cfg.width, steps=cfg.steps,
-                             batch_size=cfg.batch_size, disc_batch=cfg.disc_batch, data=cfg.data,
+                             batch_size=cfg.batch_size, disc_batch=min(cfg.disc_batch, cfg.batch_size), data=cfg.data,
                              data_root=cfg.data_root, device=cfg.device, seed=cfg.seed, sample_every=0,
                              checkpoint_every=250)
     if resume:

@@ -13,7 +13,7 @@ from torch import nn
 
 from .checkpoint import atomic_write
 from .data import to_uint8
-from .outputs import check_file_target, check_not_input
+from .outputs import OutputRefused, check_file_target, check_not_input
 
 PNG_SOFTWARE = "gandistill"
 MAX_SAMPLE_NUM = 65_536  # images in one grid: more is not a picture anyone looks at (and runs for minutes)
@@ -133,11 +133,11 @@ def sample(generator, num: int = 64, seed: int = 0, compare=None, interpolate: b
         raise ValueError(f"scale must be a positive int, got {scale!r}")
     if num > MAX_SAMPLE_NUM:
         raise ValueError(f"--num {num}: at most {MAX_SAMPLE_NUM} images in one grid; draw several grids")
-    if out is not None and Path(out).suffix.lower() != ".png":
-        raise ValueError(f"--out {out}: sample writes PNG grids; name the file with .png")
     if out is not None:
         check_not_input(out, {name: g for name, g in (("model", generator), ("--compare", compare))
                               if isinstance(g, (str, os.PathLike))})
+        if Path(out).suffix.lower() != ".png":  # a .jpg holding PNG bytes misleads every viewer
+            raise OutputRefused(f"--out {out}: sample writes PNG grids; name the file with .png")
         check_file_target(out, overwrite=overwrite, made_here=is_grid_png)
     first = _load_generator(generator)
     second = _load_generator(compare) if compare is not None else None

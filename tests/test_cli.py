@@ -126,6 +126,6 @@ def test_a_disc_batch_above_the_batch_size_is_refused(tmp_path, capsys, command)
     teacher = save_gan(tiny_generator("dcgan", base_channels=4), tiny_discriminator("dcgan", base_channels=4),
                        tmp_path / "gan")
     code, err = cli([command, "--teacher", teacher, "--out", tmp_path / "run", "--batch-size", "4",
-                     "--disc-batch", "8", "--data", "synthetic", "--steps", "1"], capsys)
-    assert code == 2 and "--disc-batch 8: at most --batch-size 4" in one_line(err)
+                     "--disc-batch", "9", "--data", "synthetic", "--steps", "1"], capsys)
+    assert code == 2 and "--disc-batch 9: at most --batch-size 4" in one_line(err)
     assert not (tmp_path / "run").exists()

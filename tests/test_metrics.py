@@ -257,7 +257,8 @@ def test_paired_fidelity_reuses_the_fid_pass_with_the_same_numbers(tiny_cls, cac
     spec, weights = M.resolve_extractor("fmnist-cnn", tiny_cls)
     ext = M.make_extractor("fmnist-cnn", weights, ["feat"])
     direct = M.paired_fidelity(student, teacher, 32, 0, 16, ext, "feat")
-    assert records[1]["paired"] == {**direct, "teacher": "t", "feature_layer": "fmnist-cnn:feat"}
+    assert records[1]["paired"] == {**direct, "teacher": "t", "feature_layer": "fmnist-cnn:feat",
+                                  "paired_by": "config"}
     # batches that do not line up with the FID pass: computed separately, as before
     unaligned = M.evaluate([teacher, student], paired=24, **kw)[1]["paired"]
     assert unaligned["num"] == 24 and unaligned["feature_l2"] >= 0

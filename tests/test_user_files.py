@@ -158,3 +158,18 @@ def test_profile_never_replaces_a_look_alike_json_list(tmp_path, model_dir, caps
     assert code == 2 and "was not written by this command" in one_line(err)
     assert json.loads(out.read_text()) == [{"model": "mine", "device": "cpu"}]
     assert os.path.isfile(out)
+
+
+def test_demo_never_distills_through_a_link(tmp_path, capsys):
+    teacher = tmp_path / "gan"
+    save_gan(tiny_generator("dcgan", base_channels=4), tiny_discriminator("dcgan", base_channels=4), teacher)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "state.pt").write_bytes(b"someone's run")
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "distill").symlink_to(elsewhere)
+    before = snapshot(tmp_path)
+    code, err = cli([*DEMO, "--teacher", teacher, "--out", out], capsys)
+    assert code == 2 and "symbolic link" in one_line(err)
+    assert snapshot(tmp_path) == before
