@@ -181,6 +181,12 @@ def _check_device(obj) -> None:
         _fail("device", "must be cpu, cuda or cuda:N", obj.device)
 
 
+def _check_disc_batch(obj) -> None:
+    # a part of each batch goes through the discriminators: more than the batch would silently mean all of it
+    _check(obj.disc_batch <= obj.batch_size, "disc_batch",
+           f"must be <= batch_size ({obj.batch_size}; 0 = the whole batch), got {_show(obj.disc_batch)}")
+
+
 def _check_width(obj) -> None:
     _check_type(obj, "width", float)
     _check_range(obj, ("width",), 0, 1, low_open=True)
@@ -489,6 +495,7 @@ class DistillConfig(ConfigMixin):
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
         _check_range(self, ("batch_size",), 1, MAX_SIZE)
         _check_range(self, ("disc_batch",), 0, MAX_SIZE)
+        _check_disc_batch(self)
         _check_range(self, ("g_lr", "d_lr", "kl_temperature", "class_temperature"), 0, low_open=True)
         _check_range(self, ("steps", "sample_every", "pixel", "feature", "disc_feature", "perceptual", "disc_kl",
                             "class_kl", "adversarial", "disc_batch"), 0)
@@ -670,6 +677,7 @@ class DemoConfig(ConfigMixin):
                                                      f"{_show(self.num_samples)}")
         _check_range(self, ("paired", "disc_batch"), 0)
         _check_range(self, ("disc_batch",), 0, MAX_SIZE)
+        _check_disc_batch(self)
         _check_seed(self)
         _check_choice(self, "split", SPLITS)
         _check_choice(self, "export_format", ("onnx", "torchscript", "safetensors"))

@@ -23,10 +23,11 @@ TRAIN = ["--steps", "1", "--data", "synthetic", "--sample-every", "0", "--log-ev
     (C.ProfileConfig, "throughput_batch"), (C.ClassifierTrainConfig, "batch_size"),
 ])
 def test_sizes_have_an_upper_bound(cls, field):
-    cls(**{field: C.MAX_SIZE})
+    batch = {"batch_size": C.MAX_SIZE} if field == "disc_batch" else {}  # disc_batch <= batch_size
+    cls(**{field: C.MAX_SIZE}, **batch)
     for value in (C.MAX_SIZE + 1, 10**9, 99999999999):
         with pytest.raises(ValueError, match=rf"^{field} must be in \[\d, {C.MAX_SIZE}\], got {value}$"):
-            cls(**{field: value})
+            cls(**{field: value}, **batch)
 
 
 def test_mapping_layers_are_bounded():
@@ -96,3 +97,10 @@ def test_a_hostile_config_json_is_one_line_through_the_cli(tmp_path, capsys, tex
     (model_dir / "config.json").write_text(text)
     code, err = cli(["info", model_dir], capsys)
     assert code == 1 and "config.json: " in one_line(err) and "unexpected" not in err
+
+
+def test_disc_batch_larger_than_the_batch_is_refused():
+    for cls in (C.DistillConfig, C.DemoConfig):
+        cls(batch_size=8, disc_batch=8)
+        with pytest.raises(ValueError, match=r"^disc_batch must be <= batch_size \(8; 0 = the whole batch\), got 9$"):
+            cls(batch_size=8, disc_batch=9)
