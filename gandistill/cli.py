@@ -187,7 +187,7 @@ def _cmd_import(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import demo
 
-    config = _checked_disc_batch(config_from_args(DemoConfig, args))
+    config = config_from_args(DemoConfig, args)
     paths = _run_into_out(config, demo, check_data=config.data != "none")
     md = Path(paths["markdown"]).read_text().splitlines()
     print("\n".join(line for line in md if line.startswith("|") or line.lower().startswith("protocol")))
@@ -196,15 +196,6 @@ def _cmd_demo(args) -> int:
     print(f"student: {paths['student']}   exported: {paths['export']}")
     print(f"took {paths['seconds']:.0f} s")
     return 0
-
-
-def _checked_disc_batch(config: DemoConfig) -> DemoConfig:
-    # DistillConfig refuses a disc_batch above batch_size; the demo's default (8 of 64) shrinks with a smaller
-    # --batch-size, and one the user asks for above it is refused here, before the distillation's config
-    if config.disc_batch > config.batch_size and config.disc_batch != DemoConfig.disc_batch:
-        raise UsageError(f"--disc-batch {config.disc_batch}: at most --batch-size {config.batch_size} images go through "
-                         f"the discriminators (0 = all)")
-    return config
 
 
 def _report_run(result, what: str) -> int:

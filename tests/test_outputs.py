@@ -304,7 +304,7 @@ def test_sample_and_profile_replace_only_their_own_files(model_dir, tmp_path, ca
 
 # --- F13: the demo --------------------------------------------------------------------------------------
 
-DEMO = ["demo", "--steps", "2", "--batch-size", "4", "--data", "synthetic", "--dataset", "synthetic",
+DEMO = ["demo", "--steps", "2", "--batch-size", "4", "--disc-batch", "4", "--data", "synthetic", "--dataset", "synthetic",
         "--num-samples", "20", "--paired", "0", "--export-format", "torchscript", "--no-verbose"]
 
 
