@@ -21,8 +21,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import __version__
-from .config import FORMAT_VERSION, MODEL_CONFIGS, upgrade_format
+from .config import FORMAT_VERSION, MODEL_CONFIGS, load_json_text, upgrade_format
 from .models import KINDS, build_model, kind_of
+from .safety import check_weights, require_safe_torch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -139,10 +140,7 @@ def read_config(directory: str | os.PathLike) -> dict:
         raise ValueError(f"{directory}: expected a model directory (config.json + model.safetensors), got a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (not a gandistill model directory?)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    meta = load_json_text(path.read_bytes(), path)
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: expected a JSON object")
     version = meta.get("gandistill_format")
@@ -210,17 +208,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def check_tensors(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], where) -> None:
-    """Each tensor of the dtype kind its module holds (floating weights, integer counters), floats all finite;
-    one line naming the first bad tensor. load_state_dict would cast an int64 or bool tensor silently, and NaN
-    weights make black images and plausible-looking scores."""
-    for name, tensor in state.items():
-        want = expected[name]
-        if tensor.is_floating_point() != want.is_floating_point() or tensor.dtype == torch.bool:
-            kind = "floating-point" if want.is_floating_point() else str(want.dtype).removeprefix("torch.")
-            raise ValueError(f"{where}: {name} is {str(tensor.dtype).removeprefix('torch.')}, expected {kind} "
-                             f"weights")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{where}: {name} holds non-finite values (NaN or inf); the weights are damaged")
+    """Each tensor of the dtype kind its module holds (floating weights, integer counters), floats all finite; one
+    line naming the first bad tensor (``safety.check_weights``, which checks the dtype before ``isfinite``)."""
+    check_weights(state, expected, where)
 
 
 def from_pretrained(path: str | os.PathLike, kind: str | None = "generator", map_location: str = "cpu") -> nn.Module:
@@ -285,7 +275,8 @@ def save_state(state: dict, path: str | os.PathLike) -> None:
 
 
 def load_state(path: str | os.PathLike, map_location: str = "cpu") -> dict:
-    """Read a resumable state without running code from it (``weights_only=True``)."""
+    """Read a resumable state without running code from it (``weights_only=True``, on a torch where it is safe)."""
+    require_safe_torch()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no resumable state here")

@@ -6,7 +6,6 @@ the parser and runs the commands with these.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import shlex
@@ -14,7 +13,6 @@ import typing
 from pathlib import Path
 
 from .config import DISTILL_BOOKKEEPING, FEATURE_KINDS, GAN_FAMILIES, LR_SCHEDULES, DistillConfig
-from .outputs import RunLocked
 
 FIELD_HELP = {
     "out": "output run directory",
@@ -201,30 +199,6 @@ def check_output(path: str | os.PathLike, *, directory: bool, flag: str = "--out
     target = path if path.is_dir() else existing
     if not os.access(target, os.W_OK | os.X_OK):
         raise PermissionError(f"{flag} {path}: {target} is not writable")
-
-
-@contextlib.contextmanager
-def removed_if_failed(path: str | os.PathLike):
-    """On failure, remove the folders of ``path`` this command created, where they are still empty.
-
-    A run that got far enough to write its state keeps it (the folder is not empty): --resume continues it.
-    """
-    path = Path(os.path.abspath(path))
-    created = []
-    while not path.exists() and path != path.parent:
-        created.append(path)
-        path = path.parent
-    try:
-        yield
-    except RunLocked:
-        raise  # the folder is another process's run: not ours to remove
-    except BaseException:
-        for folder in created:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                break  # not empty (or gone): keep it and everything above it
-        raise
 
 
 def check_data_flags(config) -> None:

@@ -89,8 +89,6 @@ def test_load_json_text_reads_what_json_reads():
     assert C.load_json_text(json.dumps(data).encode(), "x") == data
 
 
-@pytest.mark.xfail(strict=True, reason="checkpoint.read_config is to call config.load_json_text (#32; "
-                                       "checkpoint.py is another engineer's)")
 @pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"gandistill_format": ' + "9" * 5000 + "}"])
 def test_a_hostile_config_json_is_one_line_through_the_cli(tmp_path, capsys, text):
     model_dir = save_pretrained(tiny_generator("dcgan", base_channels=4), tmp_path / "M")

@@ -45,9 +45,6 @@ def test_bad_weights_are_refused_at_load_naming_the_tensor(tmp_path, capsys, bad
     assert not (tmp_path / "g.png").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="checkpoint.check_tensors calls isfinite before checking the dtype: it is to call "
-                          "gandistill.safety.check_weights (#32; checkpoint.py is another engineer's)")
 def test_float8_weights_are_refused_at_load_in_one_line(tmp_path):
     model_dir = save_pretrained(tiny_generator("dcgan", base_channels=4), tmp_path / "M")
     _rewrite(model_dir, "to_img.weight", lambda t: t.to(torch.float8_e4m3fn))
