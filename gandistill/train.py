@@ -125,10 +125,11 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
     z_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 17 + rank)
     fixed_z = torch.randn(NUM_FIXED, G.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     step, bad_total, lr_factor = 0, 0, 1.0
+    segments: list[dict] = []  # one per start of this run, resumes included: what each part ran with
 
     def capture() -> dict:
         return {"kind": "train", "config": cfg.to_dict(), "step": step, "bad_steps": bad_total,
-                "lr_factor": lr_factor,
+                "lr_factor": lr_factor, "segments": segments,
                 "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "sampler": sampler.state_dict(),
                 "rng": _rng_state(device, z=z_gen)}
@@ -159,10 +160,13 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
         state = load_state(state_path, map_location=str(device))
         _check_resumable(state, cfg, "train")
         restore(state)
+        segments[:0] = state.get("segments", [])
+        segments.append({"from_step": step, "config": cfg.to_dict()})
         # the optimizers' saved learning rates are not the run's settings: train at the configured ones
         _set_lrs({opt_g: cfg.g_lr, opt_d: cfg.d_lr}, lr_factor)
     else:
         _broadcast_start([G, D, G_ema], world)
+        segments.append({"from_step": 0, "config": cfg.to_dict()})
         checkpoint()  # step 0: the "last good state" that non-finite recovery falls back to
     log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
 
@@ -373,10 +377,12 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     with torch.no_grad():
         fixed_teacher = teacher(fixed_z)
     step, bad_total, lr_factor = 0, 0, 1.0
+    segments: list[dict] = []  # one per start of this run, resumes included: what each part ran with
 
     def capture() -> dict:
         return {"kind": "distill", "config": cfg.to_dict(), "teacher_sha256": teacher_sha256, "step": step,
-                "bad_steps": bad_total, "lr_factor": lr_factor, "student": student.state_dict(),
+                "bad_steps": bad_total, "lr_factor": lr_factor, "segments": segments,
+                "student": student.state_dict(),
                 "student_ema": student_ema.state_dict() if student_ema is not None else None,
                 "adapters": adapters.state_dict(), "D": D.state_dict() if D is not None else None,
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d is not None else None,
@@ -416,8 +422,11 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                              f"(sha256 {state['teacher_sha256'][:12]}... then, {teacher_sha256[:12]}... now); "
                              f"start a new run")
         restore(state)
+        segments[:0] = state.get("segments", [])
+        segments.append({"from_step": step, "config": cfg.to_dict()})
     else:
         _broadcast_start([student, student_ema, adapters, D], world)
+        segments.append({"from_step": 0, "config": cfg.to_dict()})
         checkpoint()
     log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
     if rank == 0:
@@ -524,7 +533,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
     status = "completed" if step >= cfg.steps else "interrupted"
     final = final_student().eval()
     if rank == 0 and status == "completed":
-        save_pretrained(final, out / "student", extra={"distill": cfg.to_dict()})
+        save_pretrained(final, out / "student", extra={"distill": cfg.to_dict(), "segments": segments})
         if D is not None:
             save_pretrained(D, out / "discriminator")
     return RunResult(out, final, D, step, status, bad_total)

@@ -132,3 +132,23 @@ def test_ddp_a_stop_on_one_rank_stops_both_at_the_same_step_with_state_saved(tmp
     assert (r0.pop("step"), r0.pop("status")) == (r1.pop("step"), r1.pop("status")) == (2, "interrupted")
     assert _states_equal(r0, r1)
     assert load_state(tmp_path / "ddp" / "state.pt")["step"] == 2
+
+
+def test_each_segment_of_a_resumed_run_is_recorded(tmp_path):
+    """A run records every start (fresh or resumed) with the settings it ran with, in state.pt and beside the
+    student, so a card can describe every segment and not only the last."""
+    import json
+
+    from gandistill.checkpoint import load_state
+    from gandistill.train import distill
+
+    from .test_train import FAST, _teacher_dir
+
+    teacher = str(_teacher_dir(tmp_path))
+    distill(teacher=teacher, width=0.5, out=str(tmp_path / "r"), steps=2, **FAST)
+    distill(teacher=teacher, width=0.5, out=str(tmp_path / "r"), steps=4, resume=True, **FAST)
+    segments = load_state(tmp_path / "r" / "state.pt")["segments"]
+    assert [s["from_step"] for s in segments] == [0, 2]
+    assert [s["config"]["steps"] for s in segments] == [2, 4] and segments[1]["config"]["resume"] is True
+    card_side = json.loads((tmp_path / "r" / "student" / "config.json").read_text())["extra"]["segments"]
+    assert card_side == segments
