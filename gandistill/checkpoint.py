@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -285,8 +286,21 @@ def load_state(path: str | os.PathLike, map_location: str = "cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle raises many kinds; one clear line for all
-        raise ValueError(f"{path}: unreadable or unsafe state file ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise ValueError(f"{path}: unreadable or unsafe state file ({_load_failure(e)})") from None
+
+
+def _load_failure(error: Exception) -> str:
+    """Why torch.load refused, in our words: torch's own message advises weights_only=False, which runs the
+    file's code, and that advice is never passed on."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # no terminal colour codes in a one-line error
+    name = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", text)
+    if name:
+        return (f"it names {name[1]}, which only unrestricted unpickling could rebuild, and that can run code; "
+                f"gandistill reads tensors and plain containers only")
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds objects beyond tensors and plain containers; gandistill reads those only"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
 # --- importers: plain PyTorch checkpoints of our families ----------------------------------------------

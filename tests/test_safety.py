@@ -50,3 +50,22 @@ def test_check_weights_admits_float_kinds_and_integer_counters():
     for bad in (torch.tensor(3.0), torch.tensor(True)):
         with pytest.raises(ValueError, match=r"^x: n is (float32|bool), expected int64$"):
             check_weights({"n": bad}, {"n": torch.tensor(0)}, "x")
+
+
+def test_a_refused_pickle_is_explained_without_torchs_advice_to_run_it(tmp_path, capsys):
+    """torch's message suggests weights_only=False ("will likely succeed"), which runs the file's code: the
+    one-line refusal names what the file asked for and never passes that advice on."""
+    import os
+
+    from gandistill.cli import main
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch PWNED",))
+
+    torch.save({"netG": Evil()}, tmp_path / "evil.pth")
+    assert main(["import", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "system" in err
+    assert "weights_only" not in err and "likely succeed" not in err and "\x1b[" not in err
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "o").exists()
