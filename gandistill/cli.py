@@ -143,6 +143,18 @@ def _cmd_distill(args) -> int:
     return _report_run(result, "student")
 
 
+def _known_format_hint(path) -> str:
+    """'; it is a <format> checkpoint: drop --family ...' where the file is one the importers recognise."""
+    from .importers import FORMATS, read_checkpoint
+
+    try:
+        obj = read_checkpoint(path)
+    except (ValueError, OSError, RuntimeError):
+        return ""
+    found = next((name for name in FORMATS if FORMATS.get(name).detect(obj) is not None), None)
+    return f"; it is a {found} checkpoint: drop --family (and --config) to import it as one" if found else ""
+
+
 def _cmd_import(args) -> int:
     import json
 
@@ -175,7 +187,10 @@ def _cmd_import(args) -> int:
         raise UsageError(f"--config is not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise UsageError("--config must be a JSON object")
-    model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)  # reads only
+    try:
+        model, report = import_state_dict(args.path, args.family, args.kind, config, strict=args.strict)  # reads
+    except ValueError as e:
+        raise ValueError(f"{e}{_known_format_hint(args.path)}") from None
     check_not_input(args.out, {"path": args.path})
     check_fresh_dir(args.out, overwrite=args.overwrite)
     with removed_if_failed(args.out):

@@ -438,3 +438,13 @@ def test_the_tutorial_script_writes_a_generator_only_checkpoint_that_imports_exa
     z = torch.randn(5, 8)
     with torch.no_grad():
         assert (imported.generator(z) - g.eval()(z[:, :, None, None])).abs().max() <= 1e-5
+
+
+def test_family_on_a_known_format_suggests_dropping_it(tmp_path, capsys):
+    from gandistill.cli import main
+
+    save_tutorial(tmp_path / "netG.pth", 32, 1, nz=100, ngf=8, with_d=False, wrap="bare")
+    assert main(["import", str(tmp_path / "netG.pth"), "--family", "dcgan", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "it is a pytorch-dcgan checkpoint: drop --family (and --config) to import it as one" in err
