@@ -633,9 +633,16 @@ def _check_file(path: str) -> None:
         raise ValueError(f"{path}: empty file")
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an error, shortened at a word boundary (onnxruntime's lines run long)."""
     text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    line = text.splitlines()[0].strip()
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit)
+    return line[:cut if cut > limit // 2 else limit].rstrip(" ,;:") + " ..."
 
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "check_export_target", "ExportArgumentError", "ExportError", "ExportFormat", "ExportResult", "MissingExtraError", "UInt8Images", "export",

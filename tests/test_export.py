@@ -366,3 +366,13 @@ def test_a_failed_export_leaves_no_folder_or_temporary_behind(tmp_path, monkeypa
     with pytest.raises(ExportError, match="does not match PyTorch"):
         export(make("dcgan", 0.25), format, tmp_path / "kept" / "new" / "deeper" / name)
     assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
+
+
+def test_long_runtime_errors_are_shortened_at_a_word():
+    from gandistill.export import _first_line
+
+    words = "onnxruntime could not load the graph because a node " * 10
+    short = _first_line(RuntimeError(words + "\nsecond line"))
+    assert short.endswith(" ...") and len(short) <= 204 and words.startswith(short[:-4])
+    assert short[:-4].split(" ")[-1] in words.split(" ")  # the last word is whole
+    assert _first_line(RuntimeError("short")) == "short" and _first_line(RuntimeError("")) == "RuntimeError"
