@@ -363,3 +363,22 @@ def test_an_unsafe_torch_reads_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.5.1")
     with pytest.raises(RuntimeError, match="CVE-2025-32434"):
         import_checkpoint(tmp_path / "r.pt")
+
+
+@pytest.mark.slow
+def test_demo_takes_an_imported_stylegan2_teacher(tmp_path, monkeypatch, capsys):
+    """`gandistill demo --teacher DIR` on a StyleGAN2 imported from a rosinality checkpoint: distill, evaluate,
+    profile, ONNX export and report, on a tiny preset (the extractor's weights live in pretrained/)."""
+    t, _ = _fixture("rosinality_rgb32")
+    _rosinality_file(tmp_path / "r.pt", t)
+    assert main(["import", str(tmp_path / "r.pt"), "--out", str(tmp_path / "teacher")]) == 0
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    out = tmp_path / "demo"
+    assert main(["demo", "--teacher", str(tmp_path / "teacher"), "--out", str(out), "--steps", "2", "--batch-size",
+                 "8", "--data", "none", "--dataset", "synthetic", "--num-samples", "40", "--paired", "8",
+                 "--export-format", "onnx", "--no-verbose"]) == 0
+    assert "| `student-w0.25`" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert [row["model"] for row in report["rows"]] == ["teacher", "student-w0.25"]
+    assert (out / "student.onnx").is_file()
+    assert from_pretrained(out / "distill" / "student").family == "stylegan2"
