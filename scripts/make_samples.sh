@@ -7,7 +7,7 @@ SEED=${SEED:-0}
 OUT=${OUT:-samples}
 G=${G:-gandistill}
 mkdir -p "$OUT"
-for TEACHER in pretrained/dcgan-fmnist pretrained/stylegan2-fmnist; do
+for TEACHER in pretrained/dcgan-fmnist pretrained/stylegan2-fmnist pretrained/stylegan2-fmnist-faithful; do
   [ -d "$TEACHER" ] || continue
   t=$(basename "$TEACHER")
   "$G" sample "$TEACHER" --num 64 --seed "$SEED" --scale 2 --overwrite --out "$OUT/${t}_seed$SEED.png"
