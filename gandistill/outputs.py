@@ -80,9 +80,11 @@ def check_no_links(out: str | os.PathLike, flag: str = "--out") -> None:
                                     f"its output folder (remove the link)")
 
 
-def check_file_target(out: str | os.PathLike, *, overwrite: bool, made_here=None, flag: str = "--out") -> None:
+def check_file_target(out: str | os.PathLike, *, overwrite: bool, made_here=None, flag: str = "--out",
+                      kind: str | None = None) -> None:
     """An existing file at ``out`` is replaced only when ``made_here(path)`` says this command wrote it, or
-    with ``overwrite``; a link there is never written through (nor replaced without ``overwrite``)."""
+    with ``overwrite``; a link there is never written through (nor replaced without ``overwrite``). ``kind``
+    names what ``made_here`` accepts, for the refusal ("is not <kind>")."""
     out = Path(out)
     if out.is_symlink():
         if not overwrite:
@@ -90,8 +92,9 @@ def check_file_target(out: str | os.PathLike, *, overwrite: bool, made_here=None
                                 f"(its target is left alone)")
         return
     if out.exists() and not overwrite and not (made_here is not None and made_here(out)):
-        raise OutputRefused(f"{flag} {out}: exists and was not written by this command; choose another "
-                            f"{flag}, or pass --overwrite to replace it")
+        what = f"is not {kind}" if kind else "was not written by this command"
+        raise OutputRefused(f"{flag} {out}: exists and {what}; choose another {flag}, or pass --overwrite to "
+                            f"replace it")
 
 
 @contextlib.contextmanager

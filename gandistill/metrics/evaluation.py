@@ -32,7 +32,7 @@ from ..checkpoint import (
 from ..config import EvalConfig
 from ..models import for_inference, kind_of
 from ..onnx_generator import OnnxGenerator, device_of, is_onnx_path, params_and_macs
-from ..outputs import OutputRefused, open_append, record_lock
+from ..outputs import OutputRefused, check_file_target, open_append, record_lock
 from ..profile import teacher_pairs
 from .cache import real_features, real_images
 from .extractors import (
@@ -427,20 +427,13 @@ def _read_results(out: Path) -> list[dict] | None:
 
 def check_results_target(out: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> None:
     """Before any work: ``out`` is new or a regular file of eval results; ``overwrite`` replaces anything else but
-    a folder (a link is replaced, never written through)."""
+    a folder or FIFO (a link is replaced, never written through): ``outputs.check_file_target``'s rule."""
     out = Path(out)
-    if out.is_symlink():
-        if not overwrite:
-            raise OutputRefused(f"{flag} {out}: is a symbolic link; eval never appends through a link: choose another "
-                                f"{flag}, or pass --overwrite to replace the link (its target is left alone)")
-        return
-    if not out.exists():
-        return
-    if not out.is_file():  # a FIFO would block the write forever; a folder or device is no results file
+    if not out.is_symlink() and out.exists() and not out.is_file():
+        # a FIFO would block the write forever; a folder or device is no results file
         raise OutputRefused(f"{flag} {out}: is not a regular file; choose another {flag}")
-    if not overwrite and _read_results(out) is None:
-        raise OutputRefused(f"{flag} {out}: exists and is not eval results (eval extends only its own records); "
-                            f"choose another {flag}, or pass --overwrite to replace it")
+    check_file_target(out, overwrite=overwrite, made_here=lambda path: _read_results(path) is not None, flag=flag,
+                      kind="eval results (eval extends only its own records)")
 
 
 def append_results(records: list[dict], out: str | os.PathLike, overwrite: bool = False) -> Path:
