@@ -283,20 +283,9 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
         for module in ("onnx", "onnxscript", "onnxruntime"):
             _require(module, "ONNX export")
 
-    generator = _prepare(model)
     sampling = {k: v for k, v in (("truncation_psi", truncation_psi), ("truncation_cutoff", truncation_cutoff),
                                   ("noise_mode", noise_mode)) if v is not None}
-    if sampling:
-        if not hasattr(generator, "set_truncation"):
-            raise _usage_error(f"{', '.join(sampling)} apply to stylegan2 generators, not {generator.family}")
-        try:
-            generator.set_truncation(sampling.get("truncation_psi", generator.truncation_psi),
-                                     sampling.get("truncation_cutoff", generator.truncation_cutoff))
-            if noise_mode == "random":
-                raise ValueError("noise mode 'random' makes outputs non-deterministic and cannot be checked")
-            generator.set_noise_mode(sampling.get("noise_mode", generator.noise_mode))
-        except ValueError as e:
-            raise _usage_error(str(e)) from None
+    generator = _prepare(model, sampling)
     # the check below compares what was written with the generator itself, inference form or not
     served = for_inference(generator) if fmt.inference_form else generator
     deployed = UInt8Images(served).eval() if uint8 else served
@@ -366,21 +355,31 @@ def _quantize_and_check(path: str, quantization: Quantization, z_dim: int, seed:
             os.unlink(float_path)
 
 
-def _prepare(model: nn.Module | str | os.PathLike) -> nn.Module:
-    """A float32, CPU, eval-mode copy of a generator with deterministic noise."""
+def _prepare(model: nn.Module | str | os.PathLike, sampling: dict | None = None) -> nn.Module:
+    """A float32, CPU, eval-mode copy of a generator with deterministic noise; ``sampling`` (truncation_psi,
+    truncation_cutoff, noise_mode) is applied to the copy, never to the caller's module."""
     if isinstance(model, (str, os.PathLike)):
         model = from_pretrained(model, "generator")
     if not isinstance(model, nn.Module):
         raise _usage_error(f"model must be a generator or a model directory, got {type(model).__name__}")
     if kind_of(model) != "generator":
         raise _usage_error(f"only generators are exported, got a {kind_of(model)}")
-    random_noise = [n or "generator" for n, m in model.named_modules()
+    if sampling and not hasattr(model, "set_truncation"):
+        raise _usage_error(f"{', '.join(sampling)} apply to stylegan2 generators, not {model.family}")
+    generator = copy.deepcopy(model).float().cpu().eval()
+    generator.requires_grad_(False)
+    if sampling:
+        try:
+            generator.set_truncation(sampling.get("truncation_psi", generator.truncation_psi),
+                                     sampling.get("truncation_cutoff", generator.truncation_cutoff))
+            generator.set_noise_mode(sampling.get("noise_mode", generator.noise_mode))
+        except ValueError as e:
+            raise _usage_error(str(e)) from None
+    random_noise = [n or "generator" for n, m in generator.named_modules()
                     if (isinstance(m, NoiseInjection) and m.mode == "random") or getattr(m, "noise_mode", "") == "random"]
     if random_noise:
         raise _usage_error(f"noise mode 'random' ({random_noise[0]}, ...) makes outputs non-deterministic and "
                            f"cannot be checked; call set_noise_mode('auto'), 'const' or 'none' before export")
-    generator = copy.deepcopy(model).float().cpu().eval()
-    generator.requires_grad_(False)
     return generator
 
 
