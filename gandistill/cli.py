@@ -11,7 +11,9 @@ from pathlib import Path
 
 from .cli_args import (
     CHOICES,  # noqa: F401 - re-exported: the tests check the choices against the registries
+    FIELD_HELP,
     UsageError,
+    _float_list,
     _int_list,
     _metric_list,
     _Parser,
@@ -19,8 +21,17 @@ from .cli_args import (
     check_data_flags,
     check_output,
     config_from_args,
+    width_list,
 )
-from .config import GAN_FAMILIES, MAX_SEED, DemoConfig, DistillConfig, ProfileConfig, TrainConfig
+from .config import (
+    DISTILL_BOOKKEEPING,
+    GAN_FAMILIES,
+    MAX_SEED,
+    DemoConfig,
+    DistillConfig,
+    ProfileConfig,
+    TrainConfig,
+)
 from .outputs import (
     OutputRefused,
     check_file_target,
@@ -51,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="distill a narrower student from a teacher generator")
     add_config_flags(p, DistillConfig, choices={"data": [*datasets, "none"]})
 
+    _add_search_parser(sub, datasets)
     from .importers import FORMATS as IMPORT_FORMATS
 
     p = sub.add_parser("import", help="convert a generator trained elsewhere into a GAN directory (generator/, and "
@@ -86,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_info(args) -> int:
     from .checkpoint import from_pretrained, read_config, resolve_model_dir
+    from .models import BLOCK_CHANNELS, block_channels
     from .profile import count_macs, count_params
 
     directory = resolve_model_dir(args.path)
@@ -97,6 +110,9 @@ def _cmd_info(args) -> int:
     print(f"params:    {count_params(model):,}")
     if meta["kind"] == "generator":
         print(f"MACs:      {count_macs(model):,} per image")
+        if meta["family"] in BLOCK_CHANNELS:  # what distill --widths sizes, one entry per block
+            blocks = block_channels(meta["family"], meta["config_obj"])
+            print(f"blocks:    {', '.join(f'{b} {c}' for b, c in blocks.items())} channels")
     lineage = meta.get("lineage")
     if not lineage:
         print("lineage:   none (not a distilled student)")
@@ -107,7 +123,10 @@ def _cmd_info(args) -> int:
         return 0
     print(f"lineage:   student of a {teacher.get('family')} teacher "
           f"(base_channels={teacher['config'].get('base_channels')}, width={teacher['config'].get('width')}), "
-          f"width x{lineage.get('width')}, init={lineage.get('init')}")
+          + (f"per-block channels {lineage['layer_channels']}" if isinstance(lineage.get("layer_channels"), dict)
+             else f"width x{lineage.get('width')}") + f", init={lineage.get('init')}"
+          + (f", picked for macs {lineage['macs_budget']} at balance {lineage.get('balance')}"
+             if lineage.get("macs_budget") else ""))
     if teacher.get("weights_sha256"):
         print(f"  teacher weights sha256: {teacher['weights_sha256']}")
     kept = lineage.get("kept_channels")
@@ -141,6 +160,53 @@ def _cmd_distill(args) -> int:
     config = config_from_args(DistillConfig, args)
     result = _run_into_out(config, distill, check_data=config.data != "none" and config.adversarial > 0)
     return _report_run(result, "student")
+
+
+def _add_search_parser(sub, datasets) -> None:
+    from .search import PER_RUN, SearchConfig
+
+    d = SearchConfig()
+    p = sub.add_parser("search", help="rank per-block widths under a MACs budget by short distillations; prints "
+                                      "the command that distils the winner")
+    p.add_argument("--teacher", default=d.teacher, help=FIELD_HELP["teacher"] + " (default: %(default)s)")
+    p.add_argument("--macs", default=d.macs, help="the budget: MACs per image (1.5M, 250k, 1500000) or a "
+                                                  "reduction of the teacher's (10x) (default: %(default)s)")
+    p.add_argument("--balances", type=_float_list, default=list(d.balances), metavar="B,B,...",
+                   help="candidates picked for the budget at these balances (distill --balance; 0 = uniform width) "
+                        "(default: %(default)s)")
+    p.add_argument("--candidates", nargs="*", type=width_list, default=[], metavar="C,C,...",
+                   help="more candidates: per-block channel counts, lowest resolution first, e.g. 128,16,32")
+    p.add_argument("--steps", type=int, default=d.steps, help="distillation steps per run (default: %(default)s)")
+    p.add_argument("--seeds", type=_int_list, default=list(d.seeds), metavar="S,S,...",
+                   help="a run per candidate and seed; ranked by the mean (default: %(default)s)")
+    p.add_argument("--num-samples", dest="num_samples", type=int, default=d.num_samples,
+                   help="images per run for the selection FID on the train split (default: %(default)s)")
+    p.add_argument("--paired", type=int, default=d.paired, help="latents for PSNR vs the teacher (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--out", default=d.out, help="search directory: runs, search.json, table.md, search.png; a "
+                                                "second call resumes (default: %(default)s)")
+    recipe = p.add_argument_group("recipe", "distill settings for every run (each at distill's default unless given)")
+    add_config_flags(recipe, DistillConfig, choices={"data": [*datasets, "none"]},
+                     exclude=PER_RUN | DISTILL_BOOKKEEPING | {"device"})
+
+
+def _cmd_search(args) -> int:
+    import dataclasses
+
+    from .search import PER_RUN, SearchConfig, search
+
+    recipe = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
+              if f.name not in PER_RUN | DISTILL_BOOKKEEPING | {"device"} and getattr(args, f.name) != f.default}
+    try:
+        config = SearchConfig(teacher=args.teacher, out=args.out, macs=args.macs, balances=tuple(args.balances),
+                              candidates=tuple(map(tuple, args.candidates)), steps=args.steps,
+                              seeds=tuple(args.seeds), num_samples=args.num_samples, paired=args.paired,
+                              device=args.device, recipe=recipe)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    record = search(config)
+    print(record["command"])
+    return 0
 
 
 def _known_format_hint(path) -> str:
@@ -428,7 +494,7 @@ def _cmd_profile(args) -> int:
 
     from .checkpoint import atomic_write
     from .config import ProfileConfig
-    from .profile import attach_speedups, profile, profile_models
+    from .profile import attach_speedups, profile_models
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
     try:
@@ -446,12 +512,9 @@ def _cmd_profile(args) -> int:
         timing = dict(device=device, latency_runs=args.latency_runs, throughput_batch=args.throughput_batch,
                       throughput_runs=args.throughput_runs, warmup=args.warmup, rounds=args.rounds)
         paths = [p for p in args.paths if device == "cpu" or not p.endswith(".onnx")]
-        # the PyTorch models are timed together, in interleaved rounds, so that their speed-ups compare like
-        # with like; .onnx files go through onnxruntime one by one
-        torch_paths = [p for p in paths if not p.endswith(".onnx")]
-        together = dict(zip(torch_paths, profile_models(torch_paths, **timing), strict=True)) if torch_paths else {}
-        per_device = [together[p] if p in together else profile(p, **timing) for p in paths]
-        results += attach_speedups(per_device)
+        # every model, PyTorch or .onnx (onnxruntime, CPU only), is timed in the same interleaved rounds, so
+        # that their speed-ups compare like with like
+        results += attach_speedups(profile_models(paths, **timing)) if paths else []
     for r in results:
         line = f"{r['model']}: "
         if "params" in r:
@@ -518,7 +581,7 @@ def _cmd_report(args) -> int:
 
 
 COMMANDS = {"info": _cmd_info, "train": _cmd_train, "distill": _cmd_distill, "demo": _cmd_demo,
-            "import": _cmd_import}
+            "import": _cmd_import, "search": _cmd_search}
 COMMANDS.update({"train-classifier": _cmd_train_classifier, "eval": _cmd_eval, "sample": _cmd_sample,
                  "profile": _cmd_profile, "report": _cmd_report})
 

@@ -22,6 +22,13 @@ FIELD_HELP = {
     "base_channels": "channels of the narrowest hidden layer at width 1 (stylegan2: at the output resolution, doubling "
                      "below it up to 4x)",
     "width": "width multiplier of every hidden layer, in (0, 1]",
+    "widths": "per-block widths instead of one width, lowest resolution first, comma-separated: factors of the "
+              "teacher's channels (0.5) or channel counts (16), e.g. 0.5,16,0.5 (`gandistill info TEACHER` lists "
+              "the blocks)",
+    "macs": "a MACs-per-image budget instead of a width: 1.5M, 250k, 1500000, or 10x (ten times fewer than the "
+            "teacher); the per-block widths are picked for it and printed",
+    "balance": "with --macs: how the budget is shared, 0 = one uniform width, 1 = cheap blocks kept whole and the "
+               "dear ones narrowed, negative = the other way (gandistill search measures which distils best)",
     "d_width": "the discriminator's width multiplier",
     "data": "dataset name (for distill also 'none': data-free, teacher images count as real)",
     "data_root": "folder holding the dataset (default: search $GANDISTILL_DATA, then system folders)",
@@ -114,13 +121,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+def width_list(text: str) -> tuple:
+    """``0.5,16,0.5`` -> (0.5, 16, 0.5): an integer token is a channel count, one with a point or exponent a factor."""
+    values: list = []
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        try:
+            values.append(int(token))
+        except ValueError:
+            try:
+                values.append(float(token))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected comma-separated factors (0.5) or channel counts (16), "
+                                                 f"got {text!r}") from None
+    return tuple(values)
+
+
+PARSERS = {"widths": width_list}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[str, str] | None = None,
-                     choices: dict[str, typing.Sequence[str]] | None = None) -> None:
-    """One ``--flag`` per dataclass field, with the dataclass default; ``choices`` adds to ``CHOICES``."""
+                     choices: dict[str, typing.Sequence[str]] | None = None,
+                     exclude: typing.Collection[str] = ()) -> None:
+    """One ``--flag`` per dataclass field but ``exclude``, with the dataclass default; ``choices`` adds to
+    ``CHOICES``."""
     hints = typing.get_type_hints(cls)
     helps = {**FIELD_HELP, **(help_overrides or {})}
     choices = {**CHOICES, **(choices or {})}
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         kw: dict = {"dest": f.name, "default": f.default, "help": helps.get(f.name, f.name)}
@@ -128,7 +159,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[
             kw["action"] = argparse.BooleanOptionalAction
         else:
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-            kw["type"] = base
+            kw["type"] = PARSERS.get(f.name, base)
             kw["metavar"] = f.name.upper()
             if f.name in choices:
                 kw["choices"] = choices[f.name]
@@ -172,6 +203,8 @@ def distill_command_for(command: str, record: dict) -> str:
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             extra.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (tuple, list)):
+            extra += [flag, ",".join(map(str, value))]
         else:
             extra += [flag, repr(value) if isinstance(value, float) else str(value)]
     return " ".join([command, *map(shlex.quote, extra)]) if extra else command
@@ -217,6 +250,13 @@ def _int_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _metric_list(text: str) -> list[str]:

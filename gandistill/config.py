@@ -62,7 +62,15 @@ class ConfigMixin:
     """to_dict / from_dict with a clear error for unknown or mistyped fields."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[arg-type]
+        data = dataclasses.asdict(self)  # type: ignore[arg-type]
+        # per-block counts: a list as JSON reads it back, and left out when not used, so that a uniform model's
+        # config.json (and every lineage that copies it) reads as it did before the field existed
+        if "layer_channels" in data:
+            if data["layer_channels"]:
+                data["layer_channels"] = list(data["layer_channels"])
+            else:
+                del data["layer_channels"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
@@ -192,6 +200,79 @@ def _check_width(obj) -> None:
     _check_range(obj, ("width",), 0, 1, low_open=True)
 
 
+def _check_layer_channels(obj, blocks: int) -> None:
+    """``layer_channels``: empty (every block at base channels x width) or one channel count per block, lowest
+    resolution first; a JSON list is stored as a tuple. With counts, ``width`` must stay 1.0: the counts are
+    absolute, and a width beside them would say something the model does not do."""
+    value = obj.layer_channels
+    if isinstance(value, list):
+        value = tuple(value)
+        object.__setattr__(obj, "layer_channels", value)
+    if not isinstance(value, tuple) or any(isinstance(c, bool) or not isinstance(c, numbers.Integral)
+                                           for c in value):
+        _fail("layer_channels", "must be a list of channel counts (integers)", value)
+    if not value:
+        return
+    object.__setattr__(obj, "layer_channels", tuple(int(c) for c in value))
+    _check(len(value) == blocks, "layer_channels", f"must give one channel count per block ({blocks} at "
+           f"resolution {obj.resolution}, lowest resolution first), got {len(value)}: {_show(value)}")
+    if not all(1 <= c <= MAX_SIZE for c in obj.layer_channels):
+        _fail("layer_channels", f"must be counts in [1, {MAX_SIZE}]", value)
+    _check(obj.width == 1.0, "width", f"must be 1.0 when layer_channels is given (the counts are absolute), "
+           f"got {_show(obj.width)}")
+
+
+def parse_macs_spec(spec) -> tuple[str, float]:
+    """``("count", MACs)`` for 1500000, 250k, 1.5M or 2G; ``("reduction", factor)`` for 10x (ten times fewer
+    MACs than the teacher). ValueError on anything else."""
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        value, kind = float(spec), "count"
+    elif isinstance(spec, str):
+        match = _MACS_SPEC.fullmatch(spec.strip())
+        if not match:
+            _fail("macs", "must be a count like 1500000, 250k or 1.5M, or a reduction like 10x", spec)
+        value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "x": 1}[match.group(2).lower()]
+        kind = "reduction" if match.group(2).lower() == "x" else "count"
+    else:
+        _fail("macs", "must be a count like 1500000, 250k or 1.5M, or a reduction like 10x", spec)
+    if not math.isfinite(value) or value < 1:
+        _fail("macs", "must be at least 1 (a count) or 1x (a reduction)", spec)
+    return kind, value
+
+
+_MACS_SPEC = re.compile(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGxX]?)")
+
+
+def _check_student_size(obj) -> None:
+    """widths (per-block factors or counts) or macs (a budget) instead of one width: at most one of the three."""
+    if isinstance(obj.widths, list):
+        object.__setattr__(obj, "widths", tuple(obj.widths))
+    if not isinstance(obj.widths, tuple) or any(
+            isinstance(w, bool) or not isinstance(w, (int, float)) for w in obj.widths):
+        _fail("widths", "must be a list of per-block factors (floats) or channel counts (ints)", obj.widths)
+    for w in obj.widths:
+        if isinstance(w, int) and not 1 <= w <= MAX_SIZE:
+            _fail("widths", f"counts must be in [1, {MAX_SIZE}]", obj.widths)
+        if isinstance(w, float) and not (math.isfinite(w) and 0 < w <= 1):
+            _fail("widths", "factors must be in (0, 1]", obj.widths)
+    if obj.macs is not None:
+        parse_macs_spec(obj.macs)
+    _check_type(obj, "balance", float)
+    _check_range(obj, ("balance",), -1, 1)
+    _check(not (obj.widths and obj.macs is not None), "widths", "and macs exclude each other: give per-block "
+           "widths or a budget to pick them for")
+    default_width = next(f.default for f in dataclasses.fields(obj) if f.name == "width")
+    _check(not ((obj.widths or obj.macs is not None) and obj.width != default_width), "width",
+           f"and {'widths' if obj.widths else 'macs'} exclude each other: give one width, per-block widths or a "
+           f"MACs budget, got width {_show(obj.width)}")
+
+
+def width_tag(config) -> str:
+    """A short name for a generator's size: ``w0.25`` for a uniform width, ``c64-16-32`` for per-block counts."""
+    counts = getattr(config, "layer_channels", ())
+    return "c" + "-".join(str(c) for c in counts) if counts else f"w{config.width:g}"
+
+
 @dataclass(frozen=True)
 class DCGANConfig(ConfigMixin):
     """DCGAN generator/discriminator. ``width`` multiplies every hidden layer's channels."""
@@ -202,6 +283,8 @@ class DCGANConfig(ConfigMixin):
     z_dim: int = 100
     base_channels: int = 64
     width: float = 1.0
+    # per-block channel counts, lowest resolution first (4x4, 8x8, ...); empty: base_channels x multiplier x width
+    layer_channels: tuple[int, ...] = ()
     spectral_norm: bool = True  # discriminator only
     # generator only: a bias on the image layer (the PyTorch DCGAN example's generator has none)
     image_bias: bool = True
@@ -216,6 +299,7 @@ class DCGANConfig(ConfigMixin):
         _check_choice(self, "channels", (1, 3))
         _check_range(self, ("z_dim", "base_channels"), 1, MAX_SIZE)
         _check_width(self)
+        _check_layer_channels(self, 3 if self.resolution == 32 else 4)
 
 
 @dataclass(frozen=True)
@@ -263,6 +347,8 @@ class StyleGAN2Config(ConfigMixin):
     channel_base: int = 4096
     channel_max: int = 256
     width: float = 1.0
+    # per-block synthesis channels, 4 px first (each block's convolutions share its count); empty: the rule above
+    layer_channels: tuple[int, ...] = ()
     conv_clamp: float | None = None  # clamp of every activation (NVlabs sets 256 for mixed-precision configs)
     w_avg_beta: float = 0.995  # decay of the tracked mean w; 1 stops tracking
     mbstd_group: int = 4  # discriminator only
@@ -284,6 +370,7 @@ class StyleGAN2Config(ConfigMixin):
         if self.conv_clamp is not None:
             _check_range(self, ("conv_clamp",), 0, low_open=True)
         _check_width(self)
+        _check_layer_channels(self, int(math.log2(self.resolution)) - 1)
         _check(min(self.channel_base // self.resolution, self.channel_max) >= 1, "channel_base",
                f"must be >= resolution ({self.resolution}) so that every block has a channel, got {self.channel_base}")
 
@@ -413,7 +500,7 @@ class TrainConfig(ConfigMixin):
 # it existed had (the behaviour of that time, which today's default need not be). Read an older run's recorded
 # settings with DistillConfig.made_with, never by falling back to today's defaults.
 DISTILL_ADDED: dict[str, Any] = {"lr_schedule": "constant", "feature_kind": "mse", "disc_batch": 0,
-                                 "overwrite": False}
+                                 "overwrite": False, "widths": (), "macs": None, "balance": 0.5}
 # Settings that decide nothing about the weights a distillation ends with: where it writes, how often it saves or logs.
 DISTILL_BOOKKEEPING = frozenset({"out", "resume", "overwrite", "checkpoint_every", "sample_every", "log_every"})
 
@@ -424,7 +511,13 @@ class DistillConfig(ConfigMixin):
 
     teacher: str = "pretrained/dcgan-fmnist"
     out: str = "runs/distill"
-    width: float = 0.25
+    width: float = 0.25  # every hidden layer's channels times this; left at 0.25 when widths or macs is given
+    # per-block widths, lowest resolution first: floats are factors of the teacher's channels, ints counts
+    widths: tuple = ()
+    # a MACs budget per image (1.5M, 250k, 1500000, or 10x = ten times fewer than the teacher): the per-block
+    # widths are picked for it by budget.pick_widths with `balance`, printed and recorded in the student's config
+    macs: str | None = None
+    balance: float = 0.5  # with macs: 0 = the uniform width, 1 = cheap blocks whole (budget.py)
     # l1 | prefix | random | svs. prefix (the first k channels) since 2026-12-05: the w0.25 DCGAN student at 6,000
     # steps with --disc-batch 8 reaches fid10k[fmnist-cnn] 16.8 +- 0.5 and fid1k[inception] 44.9 +- 0.6 over three
     # seeds against 20.9 +- 1.3 and 47.8 +- 0.4 with l1, and at 13,000 steps 12.78 / 41.27 against 15.60 / 42.35
@@ -491,6 +584,7 @@ class DistillConfig(ConfigMixin):
         _check(not (self.resume and self.overwrite), "overwrite", "and resume exclude each other: resume continues "
                "the run in out, overwrite starts it over")
         _check_width(self)
+        _check_student_size(self)
         _check_name(self, "data")
         _check_range(self, ("batch_size", "log_every", "checkpoint_every", "max_bad_steps"), 0, low_open=True)
         _check_range(self, ("batch_size",), 1, MAX_SIZE)

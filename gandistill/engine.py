@@ -288,7 +288,7 @@ RESUME_MAY_CHANGE = {
 }
 # Compared by what decides the result: another card of the same kind draws the same random streams, CPU <-> CUDA
 # does not (nor can a CPU generator's saved state be set on a CUDA one)
-_RESUME_COMPARED_AS = {"device": lambda device: torch.device(device).type}
+_RESUME_COMPARED_AS = {"device": lambda device: torch.device(device).type, "widths": tuple}
 
 
 def _check_resumable(state: dict, cfg, kind: str) -> None:

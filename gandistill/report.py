@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .checkpoint import atomic_write, from_pretrained
-from .config import EvalConfig, ProfileConfig
+from .config import EvalConfig, ProfileConfig, width_tag
 from .metrics import FID_BIAS_NOTE, evaluate
 from .outputs import check_file_target
 from .profile import attach_speedups, find_teachers, profile_models, speedup
@@ -107,7 +107,7 @@ def build_rows(results: list[dict], profiles: Sequence[dict] | None = None) -> l
         prof = by_name.get(r["model"], {})
         paired = r.get("paired") or {}
         teacher = paired.get("teacher") or prof.get("teacher")
-        row = {"model": r["model"], "family": r.get("family"), "width": r.get("width"),
+        row = {"model": r["model"], "family": r.get("family"), "width": _width_cell(r),
                "params": r.get("params", prof.get("params")), "macs": r.get("macs", prof.get("macs")),
                "latency_ms_p50": prof.get("latency_ms_p50"), "latency_ms_p90": prof.get("latency_ms_p90"),
                "throughput_img_s": prof.get("throughput_img_s"), "peak_memory_mb": prof.get("peak_memory_mb"),
@@ -148,7 +148,7 @@ def _markdown(rows: list[dict], protocol: dict, notes: list[str], machine: str, 
             speed = f"not profiled ({sp['mac_ratio']:.2f}x fewer MACs)"
         else:
             speed = "-"
-        width = "-" if row["width"] is None else f"{row['width']:g}"
+        width = row["width"] or "-"
         lines.append("| " + " | ".join([f"`{row['model']}`", width, _si(row["params"]), _si(row["macs"]), latency,
                                         throughput, _cell(row["fid"], 2), _cell(row["kid"], 4), _cell(row["is"], 3), pair,
                                         speed]) + " |")
@@ -189,9 +189,21 @@ def same_cost_group(rows: list[dict], rel: float = 0.01) -> list[dict]:
     return best if len(best) >= 3 else []
 
 
+def _width_cell(record: dict) -> str | None:
+    """``0.25`` for a uniform width, ``c123-13-34`` for per-block channels, None when the record has neither."""
+    if record.get("layer_channels"):
+        return "c" + "-".join(map(str, record["layer_channels"]))
+    return None if record.get("width") is None else f"{record['width']:g}"
+
+
 def _point_label(row: dict) -> str:
     name = "/".join(Path(row["model"]).parts[-2:]) or row["model"]
-    return f"{name} (w={row['width']:g})" if row.get("width") is not None else name
+    width = row.get("width")
+    if width is None or width == "":
+        return name
+    if isinstance(width, str) and width.startswith("c"):  # per-block channels
+        return f"{name} ({width})"
+    return f"{name} (w={float(width):g})"
 
 
 def plot_fid_vs_macs(rows: list[dict], path: Path) -> Path | None:
@@ -436,5 +448,5 @@ def report_grids(out: Path, labels: Sequence[str], teachers: dict[int, int], sam
 def _labels(models, labels) -> list[str]:
     out = []
     for i, (m, label) in enumerate(zip(models, labels, strict=True)):
-        out.append(label or getattr(m, "source", None) or f"{m.family}-w{m.config.width:g}-{i}")
+        out.append(label or getattr(m, "source", None) or f"{m.family}-{width_tag(m.config)}-{i}")
     return out

@@ -7,12 +7,13 @@ the kept indices slice the producer's weight, bias and norm statistics and every
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .config import DistillConfig
-from .models import build_generator, kind_of
+from .models import block_channels, build_generator, kind_of
 from .registry import Registry
 
 INITS: Registry[str] = Registry("student init")
@@ -28,21 +29,30 @@ def _importance(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t.detach().abs().transpose(0, dim).reshape(t.shape[dim], -1).sum(dim=1)
 
 
-def make_student(teacher: nn.Module, width: float, init: str = DistillConfig.init,
-                 seed: int | None = None) -> nn.Module:
-    """A generator of the teacher's family with every hidden layer's channels times ``width``.
+def make_student(teacher: nn.Module, width: float | None = None, init: str = DistillConfig.init,
+                 seed: int | None = None, *, widths: Sequence | Mapping | None = None) -> nn.Module:
+    """A generator of the teacher's family, narrower: every hidden layer's channels times ``width``, or each
+    block sized on its own by ``widths`` (dcgan and stylegan2).
 
+    ``widths``: one entry per block, lowest resolution first (``student_channels`` names them: b4, b8, ...), as a
+    sequence or a mapping by block name; a float in (0, 1] is a factor of the teacher's channels, an int a channel
+    count (at most the teacher's). The student's config then states its counts (``layer_channels``).
     The kept channel indices (in the teacher's numbering) are recorded per group in
     ``student.lineage["kept_channels"]`` and saved with the student.
     """
     if kind_of(teacher) != "generator":
         raise ValueError("make_student needs a generator as teacher, got a discriminator")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) \
-            or not 0.0 < width <= 1.0:
+    if (width is None) == (widths is None):
+        raise ValueError("make_student takes a width or per-block widths, one of the two")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float))
+                              or not math.isfinite(width) or not 0.0 < width <= 1.0):
         raise ValueError(f"width must be in (0, 1], got {width!r}")
     INITS.get(init)
 
-    config = teacher.config.replace(width=teacher.config.width * float(width))
+    if widths is None:
+        config = teacher.config.replace(width=teacher.config.width * float(width))
+    else:
+        config = teacher.config.replace(width=1.0, layer_channels=student_channels(teacher, widths))
     if seed is None:
         student = build_generator(teacher.family, config)
     else:
@@ -82,11 +92,46 @@ def make_student(teacher: nn.Module, width: float, init: str = DistillConfig.ini
     student.lineage = {
         "teacher": {"family": teacher.family, "config": teacher.config.to_dict(),
                     "lineage": getattr(teacher, "lineage", None)},
-        "width": float(width),
+        "width": None if width is None else float(width),
+        **({} if widths is None else {"layer_channels": dict(zip(block_channels(teacher.family, config),
+                                                                  config.layer_channels, strict=True))}),
         "init": init,
         "kept_channels": kept,
     }
     return student.train(teacher.training)
+
+
+def student_channels(teacher: nn.Module, widths: Sequence | Mapping) -> tuple[int, ...]:
+    """Per-block channel counts of a student of ``teacher`` from ``widths`` (see make_student), lowest
+    resolution first. Each entry: a float factor in (0, 1] of the teacher's block, or an int count <= it."""
+    full = block_channels(teacher.family, teacher.config)
+    if isinstance(widths, Mapping):
+        unknown = sorted(set(map(str, widths)) - set(full))
+        if unknown:
+            raise ValueError(f"widths: unknown block(s) {', '.join(unknown)}; the blocks are {', '.join(full)}")
+        missing = [b for b in full if b not in widths]
+        if missing:
+            raise ValueError(f"widths: no entry for block(s) {', '.join(missing)} (give every block: "
+                             f"{', '.join(full)})")
+        widths = [widths[b] for b in full]
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueError(f"widths must be a list (one entry per block: {', '.join(full)}), got {widths!r}")
+    if len(widths) != len(full):
+        raise ValueError(f"widths: {len(widths)} given, the teacher has {len(full)} blocks "
+                         f"({', '.join(f'{b}: {c}' for b, c in full.items())})")
+    counts = []
+    for (name, teacher_count), w in zip(full.items(), widths, strict=True):
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise ValueError(f"widths: {name} must be a factor (float) or a channel count (int), got {w!r}")
+        if isinstance(w, int):
+            if not 1 <= w <= teacher_count:
+                raise ValueError(f"widths: {name} must have 1 to {teacher_count} channels (the teacher's), got {w}")
+            counts.append(w)
+        else:
+            if not (math.isfinite(w) and 0.0 < w <= 1.0):
+                raise ValueError(f"widths: {name}'s factor must be in (0, 1], got {w!r}")
+            counts.append(max(1, round(teacher_count * w)))
+    return tuple(counts)
 
 
 def kept_channels_by_tap(student: nn.Module) -> dict[str, list[int]]:

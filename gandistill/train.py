@@ -12,6 +12,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .budget import MacsModel, parse_macs, pick_widths
 from .checkpoint import (
     discriminator_dir,
     from_pretrained,
@@ -31,7 +33,7 @@ from .checkpoint import (
     save_state,
     weights_sha256,
 )
-from .config import DistillConfig, TrainConfig
+from .config import DistillConfig, TrainConfig, width_tag
 from .data import BatchSampler, load_dataset
 from .engine import (
     _all_finite,
@@ -66,9 +68,9 @@ from .losses import (
     pixel_loss,
     r1_penalty,
 )
-from .models import build_discriminator, build_generator
+from .models import block_channels, build_discriminator, build_generator
 from .samples import save_grid, side_by_side
-from .students import kept_channels_by_tap, make_student
+from .students import kept_channels_by_tap, make_student, student_channels
 
 NUM_FIXED = 32  # latents of the periodic sample grids
 
@@ -279,6 +281,27 @@ def _load_classifier(cfg: DistillConfig, device: torch.device) -> nn.Module | No
     return classifier
 
 
+def _student_channels(cfg: DistillConfig, rank: int) -> tuple[int, ...] | None:
+    """The student's per-block channel counts when ``widths`` or ``macs`` is given (None for one width), from the
+    teacher's config.json alone: checked, and a budget resolved, before anything is written."""
+    if not cfg.widths and cfg.macs is None:
+        return None
+    meta = read_config(resolve_model_dir(cfg.teacher, "generator"))
+    teacher = SimpleNamespace(family=meta["family"], config=meta["config_obj"])
+    if cfg.widths:
+        return student_channels(teacher, cfg.widths)
+    costs = MacsModel(teacher)
+    teacher_macs = round(costs(costs.full))
+    counts = pick_widths(teacher, parse_macs(cfg.macs, teacher_macs), cfg.balance, costs)
+    if rank == 0:
+        names = block_channels(teacher.family, teacher.config)
+        macs = round(costs(counts))
+        picked = ", ".join(f"{b} {c}/{full}" for (b, full), c in zip(names.items(), counts, strict=True))
+        print(f"macs {cfg.macs} (balance {cfg.balance:g}): widths {picked} -> {macs:,} MACs per image, "
+              f"{teacher_macs / macs:.1f}x fewer than the teacher's {teacher_macs:,}", file=sys.stderr)
+    return counts
+
+
 @_holding_run_lock
 def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResult:
     """Distill a ``width``-times narrower student from a frozen teacher; writes ``student/`` (EMA when enabled).
@@ -305,6 +328,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                   file=sys.stderr)
         cfg = cfg.replace(disc_feature=0.0, disc_kl=0.0)
     classifier = _load_classifier(cfg, device)  # before the output folder: one that cannot fit leaves nothing
+    layer_channels = _student_channels(cfg, rank)  # per-block counts (widths or a macs budget), or None
     out = Path(cfg.out)
     state_path = _check_out(out, cfg, rank)
     torch.manual_seed(cfg.seed * 1000 + rank)
@@ -318,7 +342,10 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
         teacher.set_noise_mode("const")  # same z -> same image, for teacher and student alike
 
     # --- the student, initialised from the teacher's most important channels ---
-    student = make_student(teacher, cfg.width, cfg.init, seed=cfg.seed).to(device).train()
+    student = make_student(teacher, None if layer_channels else cfg.width, cfg.init, seed=cfg.seed,
+                           widths=layer_channels).to(device).train()
+    if cfg.macs is not None:
+        student.lineage.update(macs_budget=cfg.macs, balance=cfg.balance)
     # which teacher weights, not just which path: a student stays traceable after its teacher is retrained
     teacher_sha256 = weights_sha256(cfg.teacher)
     student.lineage["teacher"]["weights_sha256"] = teacher_sha256
@@ -434,7 +461,7 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
 
     # --- loop ---
     bad_run = 0
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"distill w{cfg.width:g}", disable=rank != 0,
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"distill {width_tag(student.config)}", disable=rank != 0,
                dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
     with _StopRequest() as stop:
         while step < cfg.steps and not stop.stopping:

@@ -29,7 +29,7 @@ from ..checkpoint import (
     read_config,
     resolve_model_dir,
 )
-from ..config import EvalConfig
+from ..config import EvalConfig, width_tag
 from ..models import for_inference, kind_of
 from ..onnx_generator import OnnxGenerator, device_of, is_onnx_path, params_and_macs
 from ..outputs import OutputRefused, check_file_target, open_append, record_lock
@@ -130,7 +130,7 @@ def _load_generators(generators, names) -> tuple[list[nn.Module], list[str]]:
             if kind_of(g) != "generator":
                 raise ValueError(f"generator {i}: got a {kind_of(g)}, expected a generator")
             model = g
-            label = getattr(g, "source", None) or f"{g.family}-w{g.config.width:g}" + (f"-{i}" if i else "")
+            label = getattr(g, "source", None) or f"{g.family}-{width_tag(g.config)}" + (f"-{i}" if i else "")
         else:
             raise TypeError(f"generator {i}: expected a module or a directory, got {type(g).__name__}")
         models.append(model)
@@ -171,7 +171,7 @@ def _teacher_label(teacher, models: list, labels: list[str]) -> str:
             return label
     if isinstance(teacher, (str, os.PathLike)):
         return str(teacher)
-    return getattr(teacher, "source", None) or f"{teacher.family}-w{teacher.config.width:g}"
+    return getattr(teacher, "source", None) or f"{teacher.family}-{width_tag(teacher.config)}"
 
 
 PROGRESS_DELAY_S = 3.0  # an evaluation pass shows its progress bar once it has run this long
@@ -345,7 +345,10 @@ def evaluate(generators, dataset: str = EvalConfig.dataset, split: str = EvalCon
                 per_seed[s] = values
             keys = list(per_seed[seeds[0]])
             mean = {k: float(np.mean([per_seed[s][k] for s in seeds])) for k in keys}
-            record = {"model": label, "family": model.family, "width": float(model.config.width),
+            per_block = list(getattr(model.config, "layer_channels", ()))
+            record = {"model": label, "family": model.family,
+                      "width": None if per_block else float(model.config.width),
+                      **({"layer_channels": per_block} if per_block else {}),
                       **dict(zip(("params", "macs"), params_and_macs(model), strict=True)),
                       "protocol": {**protocol, "num_real": num_real,
                                    "resolution": res, "real_cache": str(cache_path) if cache_path else None},

@@ -7,7 +7,9 @@ from ..config import MODEL_CONFIGS, model_config
 from ..registry import Registry
 from .classifier import FashionCNN
 from .dcgan import DCGANDiscriminator, DCGANGenerator, DCGANInference
+from .dcgan import block_channels as _dcgan_blocks
 from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from .stylegan2 import block_channels as _stylegan2_blocks
 from .stylegan2_lite import StyleGAN2LiteDiscriminator, StyleGAN2LiteGenerator
 
 GENERATORS: Registry[type[nn.Module]] = Registry("generator family")
@@ -24,6 +26,11 @@ CLASSIFIERS.register("fmnist-cnn", FashionCNN)
 # served as they are
 INFERENCE_FORMS: Registry[type[nn.Module]] = Registry("inference form")
 INFERENCE_FORMS.register("dcgan", DCGANInference)
+# a family's channels per block (resolution -> count), for the families whose blocks can be sized one by one
+# (the config's ``layer_channels``): make_student's per-block widths and the MACs budget read them
+BLOCK_CHANNELS: Registry = Registry("family with per-block widths")
+BLOCK_CHANNELS.register("dcgan", _dcgan_blocks)
+BLOCK_CHANNELS.register("stylegan2", _stylegan2_blocks)
 KINDS = {"generator": GENERATORS, "discriminator": DISCRIMINATORS, "classifier": CLASSIFIERS}
 
 
@@ -71,6 +78,15 @@ def for_inference(generator: nn.Module) -> nn.Module:
     return generator  # another family, an inference form already, or a user's own module
 
 
+def block_channels(family: str, config) -> dict[str, int]:
+    """Channels of each block of a ``family`` generator with ``config``, lowest resolution first, keyed ``b4``,
+    ``b8``, ...: the blocks that per-block widths (``layer_channels``) size."""
+    if family not in BLOCK_CHANNELS:
+        raise ValueError(f"per-block widths are for the {' and '.join(BLOCK_CHANNELS)} families; "
+                         f"{family!r} takes one width for every layer")
+    return {f"b{r}": c for r, c in BLOCK_CHANNELS.get(family)(config).items()}
+
+
 def kind_of(model: nn.Module) -> str:
     """"generator", "discriminator" or "classifier"."""
     for kind, registry in KINDS.items():
@@ -80,4 +96,4 @@ def kind_of(model: nn.Module) -> str:
 
 
 __all__ = ["GENERATORS", "DISCRIMINATORS", "CLASSIFIERS", "KINDS", "build_generator", "build_discriminator",
-           "build_model", "kind_of", "INFERENCE_FORMS", "for_inference"]
+           "build_model", "kind_of", "BLOCK_CHANNELS", "block_channels", "INFERENCE_FORMS", "for_inference"]

@@ -12,10 +12,12 @@ from ..config import DCGANConfig, scaled
 from .layers import ChannelGroup, conv_transpose_native
 
 
-def _hidden_channels(config: DCGANConfig) -> dict[int, int]:
+def block_channels(config: DCGANConfig) -> dict[int, int]:
     """Resolution -> channels of the generator block producing it (discriminator mirrors it)."""
     b = config.base_channels
     mult = {4: 8, 8: 4, 16: 2, 32: 1} if config.resolution == 64 else {4: 4, 8: 2, 16: 1}
+    if config.layer_channels:
+        return dict(zip(mult, config.layer_channels, strict=True))
     return {res: scaled(b * m, config.width) for res, m in mult.items()}
 
 
@@ -40,7 +42,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         self.config = config
         self.z_dim = config.z_dim
-        channels = _hidden_channels(config)
+        channels = block_channels(config)
         self.resolutions = sorted(channels)
         blocks, prev = [], config.z_dim
         for i, res in enumerate(self.resolutions):
@@ -152,7 +154,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, config: DCGANConfig):
         super().__init__()
         self.config = config
-        channels = _hidden_channels(config)
+        channels = block_channels(config)
         sn = spectral_norm if config.spectral_norm else (lambda m: m)
         bias = not config.disc_batch_norm
         convs, norms, prev, self.tap_resolutions = [], [], config.channels, []

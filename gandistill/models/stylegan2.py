@@ -30,8 +30,11 @@ NOISE_MODES = ("const", "random", "none")
 
 
 def block_channels(config: StyleGAN2Config) -> dict[int, int]:
-    """Channels at each resolution 4, 8, ..., R: ``min(channel_base // r, channel_max)`` times ``width``."""
+    """Channels at each resolution 4, 8, ..., R: ``layer_channels`` when given, else
+    ``min(channel_base // r, channel_max)`` times ``width``."""
     res = [2**i for i in range(2, int(math.log2(config.resolution)) + 1)]
+    if config.layer_channels:
+        return dict(zip(res, config.layer_channels, strict=True))
     return {r: scaled(min(config.channel_base // r, config.channel_max), config.width) for r in res}
 
 
