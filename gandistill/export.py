@@ -41,6 +41,7 @@ from .checkpoint import (
 from .config import FORMAT_VERSION, upgrade_format
 from .models import for_inference, kind_of
 from .models.layers import NoiseInjection
+from .onnx_forms import LAYER_FORMS, apply_layer_forms
 from .outputs import OutputRefused, check_not_input, record_lock, removed_if_failed
 from .quantize import DEFAULT_MIN_PSNR, QUANTIZATIONS, Quantization, quality_check
 from .registry import Registry
@@ -184,9 +185,9 @@ def _write_onnx(module: nn.Module, path: str, meta: dict) -> None:
 
 
 def _load_onnx(path: str, threads: int | None = None) -> Runner:
-    from .onnx_runtime import _onnx_session  # it imports this module's helpers
+    from .onnx_runtime import onnx_session  # it imports this module's helpers
 
-    session = _onnx_session(path, threads)
+    session = onnx_session(path, threads)
     input_name = session.get_inputs()[0].name
 
     def run(z: np.ndarray) -> np.ndarray:
@@ -232,12 +233,18 @@ class ExportResult:
         return (f"check passed: max |{self.format} - pytorch| = {check['max_abs_diff']:.2e} <= {check['atol']:.0e} "
                 f"on fresh z (seed {check['seed']}) at batch sizes {sizes}")
 
+    @property
+    def speed_verdict(self) -> str | None:
+        """A quantised export's measured speed against its float graph, in one line (None for float exports)."""
+        return (self.record.get("quantization") or {}).get("speed_verdict")
+
 
 def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", out: str | os.PathLike | None = None,
            uint8: bool = False, atol: float = 1e-4, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
            seed: int | None = None, overwrite: bool = False, quantize: str | None = None,
            min_psnr: float = DEFAULT_MIN_PSNR, truncation_psi: float | None = None,
-           truncation_cutoff: int | None = None, noise_mode: str | None = None) -> ExportResult:
+           truncation_cutoff: int | None = None, noise_mode: str | None = None,
+           layer_forms: str = "measure") -> ExportResult:
     """Export a generator and check it against the PyTorch module (eval mode, float32, CPU) before it counts.
 
     model: a generator, or a model/GAN directory. format: one of ``FORMATS``. out: the file (torchscript, onnx)
@@ -247,7 +254,9 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
     as above, then quantised and checked against itself: fail when the mean PSNR of its images on fresh z is
     below ``min_psnr`` dB ([-1, 1] images). truncation_psi / truncation_cutoff / noise_mode: StyleGAN2's
     sampling settings, fixed in the exported graph and recorded in its metadata (default: the model's own:
-    psi 1, const noise). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
+    psi 1, const noise). layer_forms (onnx): "measure" puts each upsampling layer in its fastest exact form on
+    this machine (gandistill.onnx_forms; the choice and its timings go to export.json under ``layer_forms``), or
+    one form for every layer (``onnx_forms.FORMS``). overwrite: replace an ``out`` or an ``export.json`` this function did not write (an earlier
     export recorded in ``export.json`` with the same digest is replaced without it). Raises ExportError when the
     check fails; nothing is then written under ``out``.
     """
@@ -255,6 +264,8 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
     quantization = None if quantize is None else QUANTIZATIONS.get(quantize)
     if quantization is not None and format not in quantization.formats:
         raise _usage_error(f"quantize {quantize} applies to {', '.join(quantization.formats)} exports, not {format}")
+    if layer_forms not in LAYER_FORMS:
+        raise _usage_error(f"layer_forms must be one of {', '.join(LAYER_FORMS)}, got {layer_forms!r}")
     if quantization is not None and uint8:
         raise _usage_error("quantize and uint8 together are not supported yet; export float images to quantise")
     if isinstance(min_psnr, bool) or not isinstance(min_psnr, (int, float)) or not math.isfinite(min_psnr):
@@ -295,9 +306,14 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
     seed = secrets.randbits(31) if seed is None else int(seed)
     check: dict = {}
     quantized: dict = {}
+    forms: dict = {}
 
     def write_and_check(tmp: str) -> None:
         fmt.write(deployed, tmp, meta)
+        if format == "onnx":  # each layer in its fastest exact form; the check below runs on the rewritten graph
+            if quantization is not None:  # int8 picks its own forms, from the graph before any rewrite
+                shutil.copyfile(tmp, f"{tmp}.convtranspose")
+            forms.update(apply_layer_forms(tmp, layer_forms, generator.z_dim))
         _readable(Path(tmp))  # temporary files are private (0600); deployed files follow the umask
         check.update(_compare(generator, fmt.load(tmp), uint8, batch_sizes, seed, atol))
         if not check["passed"]:
@@ -306,7 +322,13 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
                               f"{check['max_abs_diff']:.3e} > atol {atol:.0e} ({per_batch}); "
                               f"nothing written to {out}")
         if quantization is not None:
-            _quantize_and_check(tmp, quantization, generator.z_dim, seed, min_psnr, batch_sizes, check, quantized)
+            context = {"convtranspose_path": f"{tmp}.convtranspose", "threads": forms.get("threads"),
+                       "float_forms": {layer["node"]: layer["form"] for layer in forms.get("layers", [])}}
+            try:
+                _quantize_and_check(tmp, quantization, generator.z_dim, seed, min_psnr, batch_sizes, check,
+                                    quantized, context)
+            finally:
+                os.unlink(context["convtranspose_path"])
             if not quantized["check"]["passed"]:
                 q = quantized["check"]
                 raise ExportError(f"{quantize} export draws too far from the float graph: PSNR {q['psnr_db']:.1f} dB "
@@ -320,7 +342,7 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
             atomic_write(out, write_and_check)
 
     record = {"format": format, "path": out.name, **_content_digest(out, fmt.directory), "uint8": uint8,
-              "metadata": meta, "check": check,
+              "metadata": meta, "check": check, **({"layer_forms": forms} if forms else {}),
               **({"quantize": quantize, "check": quantized["check"], "float_check": check,
                   "float_bytes": quantized["float_bytes"], "quantization": quantized["details"]}
                  if quantization is not None else {}),
@@ -331,7 +353,7 @@ def export(model: nn.Module | str | os.PathLike, format: str = "safetensors", ou
 
 
 def _quantize_and_check(path: str, quantization: Quantization, z_dim: int, seed: int, min_psnr: float,
-                        batch_sizes: tuple[int, ...], float_check: dict, into: dict) -> None:
+                        batch_sizes: tuple[int, ...], float_check: dict, into: dict, context: dict) -> None:
     """Replace the checked float ONNX graph at ``path`` by its quantised form; record its quality check."""
     float_path = f"{path}.float"
     os.replace(path, float_path)
@@ -339,7 +361,7 @@ def _quantize_and_check(path: str, quantization: Quantization, z_dim: int, seed:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # onnxruntime's quantiser warns about its own pre-processing advice
             try:
-                details = quantization.apply(float_path, path, z_dim)
+                details = quantization.apply(float_path, path, z_dim, context)
             except ImportError as e:
                 raise MissingExtraError(f"quantisation needs a missing package ({e}); install it with: "
                                         f"{INSTALL_HINT}") from None

@@ -27,12 +27,12 @@ class OnnxGenerator(nn.Module):
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
         from .export import read_metadata
-        from .onnx_runtime import _onnx_session, architecture, check_onnx_file
+        from .onnx_runtime import architecture, check_onnx_file, onnx_session
 
         check_onnx_file(path)  # before anything reads it: a TorchScript archive is refused by its content
         meta = read_metadata(path)  # one clear line for a missing, corrupt or foreign file
         skeleton = architecture(path, meta)  # on the meta device, checked against the graph
-        self.session = _onnx_session(path, threads)
+        self.session = onnx_session(path, threads)
         z_input, img_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name = z_input.name
         # z_dim from the graph's input shape when it is fixed, else from the metadata

@@ -56,20 +56,47 @@ def architecture(path: str | os.PathLike, meta: dict) -> nn.Module:
     return skeleton
 
 
-def _onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """A CPU onnxruntime session, with one clear error for a missing, empty or corrupt file."""
+# Session settings every gandistill ONNX session uses (OnnxGenerator, profile, the export's checks and
+# measurements; scripts/sample_onnx.py writes the same ones out): all of onnxruntime's graph optimisations
+# (level 3 adds the NCHWc layout its AVX2/AVX-512 convolution kernels use), intra-op threads as asked or
+# torch's count, one inter-op thread (a generator is one chain of layers), sequential execution, spinning kept
+# (a deployed generator owns its cores; gandistill.timing pauses between turns so spinning threads never
+# steal from the next form being timed). docs/performance.md has the measurements behind each choice.
+INTER_OP_THREADS = 1
+
+
+def session_options(threads: int | None = None):
+    """The onnxruntime SessionOptions of every gandistill session (see the settings above)."""
     ort = _require("onnxruntime", "running an ONNX export")
-    path = str(path)
-    check_onnx_file(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = INTER_OP_THREADS
+    return options
+
+
+def onnx_session(path: str | os.PathLike | bytes, threads: int | None = None):
+    """A CPU onnxruntime session with gandistill's settings, with one clear error for a missing, empty or corrupt
+    file. ``path`` may be a serialised model (bytes), as the export's measurements pass their candidates."""
+    ort = _require("onnxruntime", "running an ONNX export")
+    if not isinstance(path, bytes):
+        path = str(path)
+        check_onnx_file(path)
     try:
-        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime's pybind errors share no public base class
-        raise ValueError(f"{path}: corrupt or not a valid ONNX model ({_first_line(e)})") from None
+        where = "the candidate graph" if isinstance(path, bytes) else path
+        raise ValueError(f"{where}: corrupt or not a valid ONNX model ({_first_line(e)})") from None
+
+
+def runtime_description(session) -> str:
+    """onnxruntime's version, provider and the session's threads, for records beside timings."""
+    ort = _require("onnxruntime", "running an ONNX export")
+    options = session.get_session_options()
+    return (f"onnxruntime {ort.__version__} CPUExecutionProvider, {options.intra_op_num_threads} intra-op "
+            f"threads, graph optimisation {options.graph_optimization_level.name}")
 
 
 def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 20,
@@ -88,7 +115,7 @@ def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64)
     if repeats < 1 or throughput_repeats < 1 or warmup < 0 or not batch_sizes or min(batch_sizes) < 1:
         raise _usage_error("profile_onnx needs repeats >= 1, warmup >= 0 and positive batch sizes")
     threads = threads or torch.get_num_threads()
-    session = _onnx_session(path, threads)
+    session = onnx_session(path, threads)
     ort = _require("onnxruntime", "profiling an ONNX export")
     z_input = session.get_inputs()[0]
     rng = np.random.default_rng(seed)
@@ -123,4 +150,5 @@ def profile_onnx(path: str | os.PathLike, batch_sizes: tuple[int, ...] = (1, 64)
     }
 
 
-__all__ = ["architecture", "check_onnx_file", "graph_values", "profile_onnx"]
+__all__ = ["architecture", "check_onnx_file", "graph_values", "onnx_session", "profile_onnx", "runtime_description",
+           "session_options"]

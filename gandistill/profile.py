@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ProfileConfig
 from .models import for_inference
+from .timing import SETTLE_S, Settler, round_order, split, spread
 
 
 def count_params(model: nn.Module) -> int:
@@ -97,17 +98,11 @@ def _load(model) -> tuple[nn.Module, str]:
     return model, getattr(model, "source", None) or f"{model.family}-w{model.config.width:g}"
 
 
+def _is_onnx(model) -> bool:
+    return isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx")
+
+
 SPREAD_LIMIT = 1.5  # a speed-up whose p10-p90 range across rounds spans more than this factor is not reported
-
-
-def _spread(values: list[float]) -> list[float]:
-    """[p10, p90] of per-round values: how much the machine moved the timings during the run."""
-    return [float(np.percentile(values, 10)), float(np.percentile(values, 90))]
-
-
-def _split(runs: int, rounds: int) -> list[int]:
-    """``runs`` shared out over ``rounds``, the first rounds taking one more where they do not divide."""
-    return [runs // rounds + (1 if r < runs % rounds else 0) for r in range(rounds)]
 
 
 @torch.no_grad()
@@ -121,17 +116,46 @@ def profile(model, device: str = ProfileConfig.device, latency_runs: int = Profi
     (``gandistill.models.for_inference``: batch norm folded for a DCGAN), which draws the same images.
     The runs are split into ``rounds``; the spread across rounds is reported (see `profile_models`).
 
-    ``model``: a generator module, a model directory, or a path ending in ``.onnx`` (profiled by
-    gandistill.onnx_runtime.profile_onnx with onnxruntime).
+    ``model``: a generator module, a model directory, or a path ending in ``.onnx`` (run by onnxruntime on the
+    CPU, with gandistill.onnx_runtime's session settings).
     """
-    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
-        ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
-                      throughput_runs=throughput_runs, warmup=warmup, rounds=rounds)
-        result = profile_onnx_file(model, latency_runs=latency_runs, throughput_batch=throughput_batch,
-                                   throughput_runs=throughput_runs, warmup=warmup)
-        return {**result, "model": name} if name is not None else result
     return profile_models([model], device, latency_runs, throughput_batch, throughput_runs, warmup,
                           names=None if name is None else [name], rounds=rounds)[0]
+
+
+class _Served:
+    """One model as timed: a callable per batch (1 and the throughput batch), the thread pool it runs on."""
+
+    def __init__(self, model, device: torch.device, throughput_batch: int, threads: int | None):
+        self.onnx = _is_onnx(model)
+        if self.onnx:
+            if device.type != "cpu":
+                raise ValueError(f"{model}: .onnx files are run by onnxruntime on the CPU, not on {device}")
+            self.record = _onnx_record(model, threads)
+            session = self.record.pop("_session")
+            z_input = session.get_inputs()[0]
+            rng = np.random.default_rng(0)
+            feeds = [{z_input.name: rng.standard_normal((n, self.record["z_dim"]), dtype=np.float32)}
+                     for n in (1, throughput_batch)]
+            self.calls = [lambda feed=feed: session.run(None, feed) for feed in feeds]
+            self.pool = f"onnxruntime:{id(session)}"  # every session has its own threads
+            self.generator = None
+            return
+        self.generator, self.label = _load(model)
+        g = self.generator
+        self.before = (next(g.parameters()).device, g.training)
+        g.to(device).eval()
+        self.served = for_inference(g)
+        z1, zb = torch.randn(1, g.z_dim, device=device), torch.randn(throughput_batch, g.z_dim, device=device)
+        self.calls = [lambda: self.served(z1), lambda: self.served(zb)]
+        self.zb = zb
+        self.pool = "torch"
+
+    def restore(self) -> None:
+        if self.generator is not None:
+            device_before, was_training = self.before
+            self.generator.train(was_training)
+            self.generator.to(device_before)
 
 
 @torch.no_grad()
@@ -140,14 +164,17 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
                    throughput_batch: int = ProfileConfig.throughput_batch,
                    throughput_runs: int = ProfileConfig.throughput_runs, warmup: int = ProfileConfig.warmup,
                    names: Sequence[str] | None = None, rounds: int = ProfileConfig.rounds,
-                   timer=time.perf_counter) -> list[dict]:
+                   timer=time.perf_counter, settle: float = SETTLE_S) -> list[dict]:
     """profile() of several generators whose timings are taken in interleaved rounds.
 
     Each round times every model in turn (the order reversed every other round), a share of ``latency_runs``
     and ``throughput_runs`` each, so that teacher and student see the same machine: a busy spell or a change
     of clock speed lands on both instead of making one look faster. Besides the p50/p90 latency over all
     runs, each result holds per-round values (latency median, throughput) and their [p10, p90] spread;
-    `speedup` uses them to refuse a speed-up the spread cannot support. ``timer``: for tests.
+    `speedup` uses them to refuse a speed-up the spread cannot support. Models may be ``.onnx`` exports
+    (float or int8): they take their turns in the same rounds, through onnxruntime with as many threads as
+    PyTorch has here, and a turn that follows one on another thread pool starts after ``settle`` seconds
+    (gandistill.timing). ``timer``: for tests.
     """
     cfg = ProfileConfig(device=device, latency_runs=latency_runs, throughput_batch=throughput_batch,
                         throughput_runs=throughput_runs, warmup=warmup, rounds=rounds)
@@ -156,76 +183,83 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
     if names is not None and len(names) != len(models):
         raise ValueError(f"names: {len(names)} given for {len(models)} models")
     rounds = min(cfg.rounds, cfg.latency_runs, cfg.throughput_runs)
-    loaded = [_load(m) for m in models]
-    generators = [g for g, _ in loaded]
     dev = torch.device(cfg.device)
-    before = [(next(g.parameters()).device, g.training) for g in generators]
+    threads = torch.get_num_threads() if dev.type == "cpu" else None
+    timed: list[_Served] = []
     try:
-        served, z1, zb = [], [], []
-        for g in generators:
-            g.to(dev).eval()
-            served.append(for_inference(g))
-            z1.append(torch.randn(1, g.z_dim, device=dev))
-            zb.append(torch.randn(cfg.throughput_batch, g.z_dim, device=dev))
-        for i, s in enumerate(served):
+        for m in models:
+            timed.append(_Served(m, dev, cfg.throughput_batch, threads))
+        for t in timed:
             for _ in range(cfg.warmup):
-                s(z1[i])
-                s(zb[i])
-        latencies = [[[] for _ in range(rounds)] for _ in served]  # [model][round] -> seconds per run
-        elapsed = [[0.0] * rounds for _ in served]  # [model][round] -> seconds of the throughput runs
-        lat_split, thr_split = _split(cfg.latency_runs, rounds), _split(cfg.throughput_runs, rounds)
-        for r in range(rounds):
-            order = range(len(served)) if r % 2 == 0 else reversed(range(len(served)))
-            for i in order:
-                for _ in range(lat_split[r]):
-                    _sync(dev)
-                    t0 = timer()
-                    served[i](z1[i])
-                    _sync(dev)
-                    latencies[i][r].append(timer() - t0)
+                t.calls[0]()
+                t.calls[1]()
+        latencies = [[[] for _ in range(rounds)] for _ in timed]  # [model][round] -> seconds per run
+        elapsed = [[0.0] * rounds for _ in timed]  # [model][round] -> seconds of the throughput runs
+        lat_split, thr_split = split(cfg.latency_runs, rounds), split(cfg.throughput_runs, rounds)
+        # a pause between turns on different thread pools; one thread has no pool that could spin
+        settler = Settler(settle if len({t.pool for t in timed}) > 1 and (threads or 1) > 1 else 0.0)
+        for r, i in round_order(len(timed), rounds):
+            one, batch = timed[i].calls
+            settler.before(timed[i].pool)
+            for _ in range(lat_split[r]):
                 _sync(dev)
                 t0 = timer()
-                for _ in range(thr_split[r]):
-                    served[i](zb[i])
+                one()
                 _sync(dev)
-                elapsed[i][r] = timer() - t0
-        peaks = [_peak_memory(s, zb[i], dev) for i, s in enumerate(served)]
+                latencies[i][r].append(timer() - t0)
+            _sync(dev)
+            t0 = timer()
+            for _ in range(thr_split[r]):
+                batch()
+            _sync(dev)
+            elapsed[i][r] = timer() - t0
+        peaks = [None if t.onnx else _peak_memory(t.served, t.zb, dev) for t in timed]
     finally:
-        for g, (device_before, was_training) in zip(generators, before, strict=True):
-            g.train(was_training)
-            g.to(device_before)
+        for t in timed:
+            t.restore()
     results = []
-    for i, (generator, label) in enumerate(loaded):
-        every = [t for per_round in latencies[i] for t in per_round]
+    for i, t in enumerate(timed):
+        every = [x for per_round in latencies[i] for x in per_round]
         lat_rounds = [float(np.median(per_round) * 1e3) for per_round in latencies[i]]
         thr_rounds = [cfg.throughput_batch * n / max(e, 1e-12) for n, e in zip(thr_split, elapsed[i], strict=True)]
-        weights_bytes = sum(t.numel() * t.element_size() for t in generator.state_dict().values())
-        results.append({
-            "model": names[i] if names is not None else label, "family": generator.family,
-            "config": generator.config.to_dict(), "width": float(generator.config.width),
-            "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-            "params": count_params(generator), "macs": count_macs(generator),
+        record = t.record if t.onnx else _torch_record(t, dev, cfg, peaks[i])
+        record.update({
+            "model": names[i] if names is not None else record["model"],
+            "threads": threads,
             "latency_ms_p50": float(np.percentile(every, 50) * 1e3),
             "latency_ms_p90": float(np.percentile(every, 90) * 1e3),
             "latency_runs": cfg.latency_runs,
             "throughput_img_s": cfg.throughput_batch * cfg.throughput_runs / max(sum(elapsed[i]), 1e-12),
             "throughput_batch": cfg.throughput_batch,
+            "throughput_runs": cfg.throughput_runs,
             "rounds": rounds,
             "latency_ms_rounds": lat_rounds,  # the median of each round
-            "latency_ms_spread": _spread(lat_rounds),  # [p10, p90] across rounds
+            "latency_ms_spread": spread(lat_rounds),  # [p10, p90] across rounds
             "throughput_img_s_rounds": thr_rounds,
-            "throughput_img_s_spread": _spread(thr_rounds),
-            "peak_memory_mb": peaks[i] / 2**20,
-            "peak_memory_kind": ("CUDA allocator peak" if dev.type == "cuda"
-                                 else "tensors alive during one forward (weights excluded)"),
-            "peak_memory_batch": cfg.throughput_batch,
-            "weights_mb": weights_bytes / 2**20,
+            "throughput_img_s_spread": spread(thr_rounds),
             "warmup": cfg.warmup,
-            "timed": type(served[i]).__name__,
-            "lineage": getattr(generator, "lineage", None),
-            "weights_sha256": getattr(generator, "weights_sha256", None),
+            "settle_s": settler.settle,
         })
+        results.append(record)
     return results
+
+
+def _torch_record(t: _Served, dev: torch.device, cfg: ProfileConfig, peak: int) -> dict:
+    generator = t.generator
+    weights_bytes = sum(x.numel() * x.element_size() for x in generator.state_dict().values())
+    return {
+        "model": t.label, "family": generator.family,
+        "config": generator.config.to_dict(), "width": float(generator.config.width),
+        "device": str(dev), "params": count_params(generator), "macs": count_macs(generator),
+        "peak_memory_mb": peak / 2**20,
+        "peak_memory_kind": ("CUDA allocator peak" if dev.type == "cuda"
+                             else "tensors alive during one forward (weights excluded)"),
+        "peak_memory_batch": cfg.throughput_batch,
+        "weights_mb": weights_bytes / 2**20,
+        "timed": type(t.served).__name__,
+        "lineage": getattr(generator, "lineage", None),
+        "weights_sha256": getattr(generator, "weights_sha256", None),
+    }
 
 
 def _peak_memory(generator: nn.Module, z: torch.Tensor, device: torch.device) -> int:
@@ -242,29 +276,36 @@ def _peak_memory(generator: nn.Module, z: torch.Tensor, device: torch.device) ->
     return tracker.peak
 
 
-def profile_onnx_file(path: str | os.PathLike, latency_runs: int = ProfileConfig.latency_runs,
-                      throughput_batch: int = ProfileConfig.throughput_batch,
-                      throughput_runs: int = ProfileConfig.throughput_runs,
-                      warmup: int = ProfileConfig.warmup) -> dict:
-    """Profile an exported ``.onnx`` generator with gandistill.onnx_runtime.profile_onnx (onnxruntime): latency at
-    batch 1 over ``latency_runs``, throughput at ``throughput_batch`` over ``throughput_runs``, as profile() does."""
+def _onnx_record(path: str | os.PathLike, threads: int | None) -> dict:
+    """What is known of an exported ``.onnx`` generator before it is timed, and its onnxruntime session (under
+    ``_session``): family, config, lineage from its metadata; params and MACs of the architecture it stores."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
     try:
-        from .onnx_runtime import architecture, profile_onnx
+        from .onnx_runtime import architecture, onnx_session, runtime_description
     except ImportError as e:
-        raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.onnx_runtime.profile_onnx and "
-                         f"onnxruntime (pip install 'gandistill[export]'); import failed: {e}") from None
-    result = dict(profile_onnx(path, batch_sizes=(1, throughput_batch), repeats=latency_runs,
-                               throughput_repeats=throughput_runs, warmup=warmup))
-    if result.get("family") and result.get("config"):  # a gandistill export: the architecture it stores
-        skeleton = architecture(path, result)  # on the meta device, checked against the graph
-        result.update(params=count_params(skeleton), macs=count_macs(skeleton))
-    result["bytes"] = path.stat().st_size
-    result.setdefault("model", str(path))
-    result.setdefault("device", "onnxruntime")
-    return result
+        raise ValueError(f"cannot profile {path}: ONNX profiling needs gandistill.onnx_runtime and onnxruntime "
+                         f"(pip install 'gandistill[export]'); import failed: {e}") from None
+    from .export import read_metadata
+
+    session = onnx_session(path, threads)
+    try:
+        meta = read_metadata(path)
+    except (ValueError, ImportError):  # a foreign ONNX file: timings only
+        meta = {}
+    z_dim = session.get_inputs()[0].shape[1]
+    record = {"model": str(path), "family": meta.get("family"), "config": meta.get("config"),
+              "width": meta.get("width"), "lineage": meta.get("lineage"), "quantize": meta.get("quantize"),
+              "device": "cpu", "runtime": runtime_description(session), "timed": "onnxruntime",
+              "bytes": path.stat().st_size, "peak_memory_mb": None,
+              "z_dim": z_dim if isinstance(z_dim, int) else int(meta.get("z_dim", 0)), "_session": session}
+    if record["z_dim"] < 1:
+        raise ValueError(f"{path}: input has no fixed z dimension and no gandistill metadata")
+    if meta.get("family") and meta.get("config"):  # a gandistill export: the architecture it stores
+        skeleton = architecture(path, meta)  # on the meta device, checked against the graph
+        record.update(params=count_params(skeleton), macs=count_macs(skeleton))
+    return record
 
 
 def speedup(teacher: dict, student: dict) -> dict:

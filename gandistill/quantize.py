@@ -8,8 +8,11 @@ export fails and nothing is written. Measurements on the shipped students: docs/
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,11 +38,13 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Quantization:
-    """How to turn a float ONNX file into a quantised one: ``apply(float_path, out_path, z_dim) -> details``."""
+    """How to turn a float ONNX file into a quantised one: ``apply(float_path, out_path, z_dim, context) ->
+    details``; context: ``convtranspose_path`` (the graph before onnx_forms rewrote it), ``float_forms`` (layer
+    -> form in the float file), ``threads`` (of the measurements)."""
 
     name: str
     description: str
-    apply: Callable[[str, str, int], dict]
+    apply: Callable[[str, str, int, dict], dict]
     formats: tuple[str, ...] = ("onnx",)
 
 
@@ -72,15 +77,13 @@ def quality_stream_seed(seed: int) -> int:
     return QUALITY_STREAM + seed % QUALITY_STREAM
 
 
-def _static_int8(float_path: str, out_path: str, z_dim: int) -> dict:
-    """Static post-training int8: QDQ, per-channel int8 weights, uint8 activations calibrated (min/max)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")  # onnxruntime's; the export keeps the best by PSNR
+SELECTION_SEED = 1  # latents that choose the calibration method: neither the calibration's (0) nor the check's
+SELECTION_LATENTS = 64
 
-    from .export import _require
 
-    onnx = _require("onnx", "int8 quantisation")
-    z = calibration_latents(z_dim)
+def _latent_reader(z: np.ndarray, input_name: str):
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Latents(CalibrationDataReader):
         def __init__(self):
@@ -90,28 +93,159 @@ def _static_int8(float_path: str, out_path: str, z_dim: int) -> dict:
             batch = next(self.batches, None)
             return None if batch is None else {input_name: batch}
 
-    source = onnx.load(float_path)
-    input_name = source.graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="gandistill-quantize.") as tmp:
-        prepared = os.path.join(tmp, "prepared.onnx")
-        # shape inference + onnxruntime's graph optimisations, as onnxruntime recommends before quantising
-        quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
-        float_nodes = image_layer_nodes(onnx.load(prepared))
-        quantize_static(prepared, out_path, Latents(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=float_nodes)
-    quantized = onnx.load(out_path)
-    del quantized.metadata_props[:]
-    quantized.metadata_props.extend(source.metadata_props)  # the float graph's self-description, kept
-    onnx.save_model(quantized, out_path)
+    return Latents()
+
+
+def _quantize_graph(graph, out_path: str, z: np.ndarray, float_nodes: Callable, method: str, tmp: str) -> list[str]:
+    """quantize_static of an in-memory graph: QDQ, int8 per-channel weights, uint8 activations; the nodes
+    ``float_nodes(pre-processed graph)`` names stay float. Returns their names."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source, prepared = os.path.join(tmp, "source.onnx"), os.path.join(tmp, "prepared.onnx")
+    onnx.save_model(graph, source)
+    # shape inference + onnxruntime's graph optimisations, as onnxruntime recommends before quantising
+    quant_pre_process(source, prepared, skip_symbolic_shape=True)
+    excluded = float_nodes(onnx.load(prepared))
+    options = {"CalibPercentile": 99.999} if method == "Percentile" else {}
+    quantize_static(prepared, out_path, _latent_reader(z, graph.graph.input[0].name), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=excluded, calibrate_method=getattr(CalibrationMethod, method),
+                    extra_options=options)
+    return excluded
+
+
+def _layer_nodes(graph, layers) -> dict[str, str]:
+    """unit -> the weighted node that quantising it means: the first layer's Gemm/MatMul, each rewritable
+    layer's convolution (found by the name onnx_forms gives it)."""
+    units = {}
+    for node in graph.graph.node:
+        if node.op_type in ("Gemm", "MatMul") and "first" not in units:
+            units["first"] = node.name
+        for layer in layers:
+            if node.op_type in ("Conv", "ConvTranspose") and (node.name == layer.node
+                                                              or node.name.startswith(f"{layer.node}.")):
+                units[layer.node] = node.name
+    return units
+
+
+def _static_int8(float_path: str, out_path: str, z_dim: int, context: dict | None = None) -> dict:
+    """Static post-training int8 where it pays: QDQ, per-channel int8 weights, uint8 activations.
+
+    The image layer stays float (quality). Every other weighted layer is quantised only where the whole graph is
+    measured faster with it quantised than without (backward elimination from all quantised, interleaved timings
+    on this machine, gandistill.onnx_forms.time_graphs); an upsampling layer quantised runs in an exact
+    convolution form (onnxruntime has no int8 ConvTranspose). The calibration method is the one whose graph draws
+    closest to the float graph (PSNR on latents of their own). When no layer pays, every layer is quantised
+    anyway (the file is then smaller, not faster) and the record says so."""
+    import onnx
+
+    from .export import _require
+    from .onnx_forms import FORMS, relative_speed, rewritable_layers, rewrite, time_graphs
+
+    _require("onnx", "int8 quantisation")
+    context = context or {}
+    source = onnx.load(context.get("convtranspose_path", float_path))  # every upsampling layer a ConvTranspose
+    float_forms = dict(context.get("float_forms", {}))
+    float_graph = onnx.load(float_path)
+    threads = context.get("threads")
+    layers = rewritable_layers(source)
+    image = layers[-1].node if layers else None
+    hidden = [layer for layer in layers if layer.node != image]
+    z = calibration_latents(z_dim)
+    selection_z = calibration_latents(z_dim, SELECTION_LATENTS, SELECTION_SEED)
+
+    def graph_for(int8: set[str], int8_form: str):
+        forms = {layer.node: (int8_form if layer.node in int8 else float_forms.get(layer.node, "convtranspose"))
+                 for layer in layers}
+        return rewrite(source, {n: f for n, f in forms.items() if f != "convtranspose"})
+
+    def quantized(int8: set[str], int8_form: str, method: str, tmp: str, name: str) -> tuple[str, list[str]]:
+        graph = graph_for(int8, int8_form)
+        units = _layer_nodes(graph, layers)
+        path = os.path.join(tmp, f"{name}.onnx")
+
+        def float_nodes(prepared) -> list[str]:  # the pre-processed graph keeps the names of the nodes it keeps
+            excluded = image_layer_nodes(prepared) if image else []
+            return excluded + [units[u] for u in units if u not in int8 and units[u] not in excluded]
+
+        # onnxruntime's calibrators print their progress: keep it out of the export's output
+        with tempfile.TemporaryDirectory(prefix="gandistill-quantize.") as work, \
+                contextlib.redirect_stdout(io.StringIO()):
+            return path, _quantize_graph(graph, path, z, float_nodes, method, work)
+
+    all_units = {"first", *(layer.node for layer in hidden)}
+    with tempfile.TemporaryDirectory(prefix="gandistill-int8.") as tmp:
+        # 1. the int8 form of the upsampling layers and the calibration method: by measurement, then by PSNR
+        candidates = {form: quantized(all_units, form, "MinMax", tmp, f"all-{form}")[0]
+                      for form in FORMS if form != "convtranspose"} if hidden else {}
+        int8_form = "subpixel3"
+        if len(candidates) > 1:
+            times = time_graphs(candidates, z_dim, threads)
+            int8_form = min(times, key=lambda f: sum(times[f].values()))
+        float_run = _runner(float_path, threads)
+        quality = {}
+        for method in CALIBRATION_METHODS:
+            path = quantized(all_units, int8_form, method, tmp, f"calib-{method}")[0]
+            quality[method] = _mean_psnr(float_run, _runner(path, threads), selection_z)
+        method = max(quality, key=quality.get)
+        # 2. backward elimination: drop a layer from int8 when the graph is as fast or faster without it
+        int8 = set(all_units)
+        current, excluded = quantized(int8, int8_form, method, tmp, "current")
+        steps = []
+        for unit in ["first", *(layer.node for layer in hidden)]:
+            trial, trial_excluded = quantized(int8 - {unit}, int8_form, method, tmp, f"without-{len(steps)}")
+            times = time_graphs({"with": current, "without": trial}, z_dim, threads)
+            gain = relative_speed(times["with"], times["without"])  # > 1: quantising this layer pays
+            steps.append({"layer": unit, "int8_speed_vs_float_layer": round(gain, 3),
+                          "ms_per_run": {k: {str(n): round(t * 1e3, 4) for n, t in v.items()}
+                                         for k, v in times.items()}})
+            if gain <= 1.0:
+                int8.discard(unit)
+                current, excluded = trial, trial_excluded
+        pays = bool(int8)
+        if not pays:  # nothing is faster in int8: quantise all for the size, and say so
+            current, excluded = quantized(all_units, int8_form, method, tmp, "size")
+        final_int8 = int8 if pays else all_units
+        # 3. the file against the float graph, interleaved
+        times = time_graphs({"float": float_path, "int8": current}, z_dim, threads)
+        speed = {str(n): round(times["float"][n] / times["int8"][n], 3) for n in times["float"]}
+        shutil.copyfile(current, out_path)
+    quantized_proto = onnx.load(out_path)
+    del quantized_proto.metadata_props[:]
+    quantized_proto.metadata_props.extend(float_graph.metadata_props)  # the float graph's self-description, kept
+    onnx.save_model(quantized_proto, out_path)
+    faster = all(v > 1.0 for v in speed.values())
+    verdict = (f"int8 runs at {', '.join(f'{v:.2f}x' for v in speed.values())} the float file's speed at batch "
+               f"{', '.join(speed)}" + ("" if faster else "; int8 buys size here, not speed"
+                                        + ("" if pays else " (no layer was faster in int8; all are quantised "
+                                                           "for the smaller file)")))
     return {"method": "onnxruntime quantize_static, QDQ", "weights": "int8 per output channel (symmetric)",
-            "activations": "uint8 per tensor, min/max calibration",
-            "calibration": {"latents": len(z), "seed": CALIBRATION_SEED, "draw": "torch.randn, torch.Generator"},
-            "float_nodes": float_nodes}
+            "activations": f"uint8 per tensor, {method} calibration",
+            "calibration": {"latents": len(z), "seed": CALIBRATION_SEED, "draw": "torch.randn, torch.Generator",
+                            "method": method, "psnr_db_by_method": {k: round(v, 2) for k, v in quality.items()},
+                            "chosen_on": f"{SELECTION_LATENTS} latents at seed {SELECTION_SEED}"},
+            "float_nodes": excluded, "int8_layers": sorted(final_int8), "int8_form": int8_form,
+            "int8_pays": pays, "layer_steps": steps, "speed_vs_float": speed, "speed_verdict": verdict,
+            "threads": threads}
+
+
+def _runner(path: str, threads: int | None) -> Runner:
+    from .onnx_runtime import onnx_session
+
+    session = onnx_session(path, threads)
+    name = session.get_inputs()[0].name
+    return lambda z: session.run(None, {name: z})[0]
+
+
+def _mean_psnr(float_run: Runner, quantized_run: Runner, z: np.ndarray) -> float:
+    return float(np.mean(_psnr_db(quantized_run(z), float_run(z))))
 
 
 QUANTIZATIONS.register("int8", Quantization(
-    "int8", "static int8 (QDQ, per-channel weights, calibrated on the generator's latents; image layer float)",
+    "int8", "static int8 where it is measured faster (QDQ, per-channel weights, calibrated on the generator's "
+            "latents; image layer float)",
     _static_int8))
 
 

@@ -22,6 +22,7 @@ from gandistill.profile import (
     speedup,
 )
 from gandistill.students import make_student
+from gandistill.timing import Settler
 
 from .conftest import tiny_generator
 
@@ -139,19 +140,57 @@ def test_speedup_next_to_mac_ratio_and_teachers_by_lineage(tmp_path):
     assert sp["latency_speedup"] == pytest.approx(results[0]["latency_ms_p50"] / results[1]["latency_ms_p50"])
 
 
-def test_onnx_paths_go_to_onnx_runtime_profile_onnx(tmp_path, monkeypatch):
+def test_onnx_files_take_their_turns_in_the_same_rounds(tmp_path, monkeypatch):
+    import importlib
+
+    from gandistill.export import export
+
+    P = importlib.import_module("gandistill.profile")  # the module; gandistill.profile is the function
+    teacher = tiny_generator("dcgan")
+    student = make_student(teacher, 0.5)
+    onnx = export(student, "onnx", tmp_path / "s.onnx", seed=0, layer_forms="convtranspose").path
+    log = []
+    real = P._Served.__init__
+
+    def logged(self, model, *a):  # every call of every form goes through the log, in the order it ran
+        real(self, model, *a)
+        tag = "onnx" if self.onnx else "torch"
+        self.calls = [lambda call=call, tag=tag: (log.append(tag), call())[1] for call in self.calls]
+
+    monkeypatch.setattr(P._Served, "__init__", logged)
+    sleeps = []
+    monkeypatch.setattr(P, "Settler", lambda settle: Settler(settle, sleeps.append))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # one thread has no pool that spins: no pause then
+    try:
+        t, s, o = profile_models([teacher, student, str(onnx)], latency_runs=3, throughput_batch=4,
+                                 throughput_runs=3, warmup=0, rounds=3, names=["t", "s", "o"])
+    finally:
+        torch.set_num_threads(threads)
+    # round 1: t s o, round 2: o s t, round 3: t s o; each turn 1 batch-1 + 1 batch-4 call
+    assert _blocks(log) == ["torch", "onnx", "torch", "onnx"] and log.count("onnx") == 6
+    # a settle pause before each turn that follows another thread pool's: torch -> onnx, onnx -> torch (x2)
+    assert sleeps == [P.SETTLE_S] * 3 and o["settle_s"] == P.SETTLE_S
+    assert o["rounds"] == 3 and len(o["throughput_img_s_rounds"]) == 3 and o["latency_ms_spread"][0] > 0
+    assert o["params"] == s["params"] and o["macs"] == s["macs"] and o["bytes"] == onnx.stat().st_size
+    assert o["peak_memory_mb"] is None and o["threads"] == s["threads"] == 2 and "2 intra-op" in o["runtime"]
+    attach_speedups([t, s, o])
+    assert o["teacher"] == "t" and o["speedup"]["mac_ratio"] == pytest.approx(s["speedup"]["mac_ratio"])
+    # PyTorch models alone share one pool, and one thread has none that spins: no pause
+    assert profile_models([teacher, student], latency_runs=2, throughput_batch=2, throughput_runs=2,
+                          warmup=0)[0]["settle_s"] == 0.0
+    assert profile_models([student, str(onnx)], latency_runs=2, throughput_batch=2, throughput_runs=2,
+                          warmup=0)[0]["settle_s"] == 0.0
+
+
+def test_onnx_profiling_without_onnx_runtime_says_what_to_install(tmp_path, monkeypatch):
     onnx = tmp_path / "g.onnx"
     onnx.write_bytes(b"not really onnx")
-    fake = types.ModuleType("gandistill.onnx_runtime")
-    fake.profile_onnx = lambda path, **timing: {"latency_ms_p50": 1.5, "throughput_img_s": 900.0, "path": str(path)}
-    fake.architecture = lambda path, meta: None  # a foreign file: no metadata, no architecture
-    monkeypatch.setitem(sys.modules, "gandistill.onnx_runtime", fake)
-    r = profile(onnx)
-    assert r["latency_ms_p50"] == 1.5 and r["model"] == str(onnx) and r["path"] == str(onnx)
-
     monkeypatch.setitem(sys.modules, "gandistill.onnx_runtime", types.ModuleType("gandistill.onnx_runtime"))
-    with pytest.raises(ValueError, match="profile_onnx"):
+    with pytest.raises(ValueError, match="gandistill\\[export\\]"):
         profile(onnx)
+    with pytest.raises(FileNotFoundError, match="no such ONNX file"):
+        profile(tmp_path / "missing.onnx")
 
 
 def test_cli_profile(tmp_path, capsys):
