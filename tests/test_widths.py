@@ -250,7 +250,7 @@ def test_a_per_block_student_survives_every_path(family, tmp_path, capsys):
 
 def test_search_ranks_candidates_resumes_and_refuses_other_settings(teacher_dir, tiny_fmnist, tmp_path,
                                                                     monkeypatch, capsys):
-    from gandistill import search as S
+    S = sys.modules["gandistill.search"]  # the module (gd.search is its function)
 
     cls = tiny_classifier(tmp_path / "cls")
     real_metrics = __import__("gandistill.metrics", fromlist=["image_metrics"]).image_metrics
@@ -290,4 +290,4 @@ def test_search_ranks_candidates_resumes_and_refuses_other_settings(teacher_dir,
     with pytest.raises(OutputRefused, match="files a search did not make"):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "notes.txt").write_text("mine")
-        S.search(teacher=str(teacher_dir), out=str(tmp_path / "other"), macs="5x")
+        gd.search(teacher=str(teacher_dir), out=str(tmp_path / "other"), macs="5x")
