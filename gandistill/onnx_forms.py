@@ -26,7 +26,7 @@ import numpy as np
 
 from .timing import SETTLE_S, compare
 
-FORMS = ("convtranspose", "subpixel3", "phase2")
+FORMS = ("convtranspose", "subpixel3", "phase2", "phase4")
 LAYER_FORMS = ("measure", *FORMS)  # what export(layer_forms=...) takes: measure, or one form for every layer
 MEASURE_BATCH_SIZES = (1, 64)
 MEASURE_ROUNDS = 5
@@ -131,9 +131,24 @@ def rewrite(model, forms: dict[str, str]):
         bias = (numpy_helper.to_array(initializers[node.input[2]]) if len(node.input) > 2 and node.input[2]
                 else np.zeros(layer.out_channels, np.float32))
         size = 3 if form == "subpixel3" else 2
-        kernel = _phase_kernels(weight, size).reshape(4 * layer.out_channels, layer.in_channels, size, size)
+        kernels = _phase_kernels(weight, size)  # [a, b, out, in, size, size]
+        kernel = kernels.reshape(4 * layer.out_channels, layer.in_channels, size, size)
         p = f"{node.name}.{form}"
         final = relu_output[layer.relu] if layer.relu else node.output[0]
+        if form == "phase4":  # four 2x2 convolutions, each padded on the side its phase reaches
+            phases = []
+            for i, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                out.graph.initializer.extend([numpy_helper.from_array(kernels[a, b].copy(), f"{p}.weight{i}"),
+                                              numpy_helper.from_array(bias.astype(np.float32), f"{p}.bias{i}")])
+                nodes.append(helper.make_node("Conv", [node.input[0], f"{p}.weight{i}", f"{p}.bias{i}"], [f"{p}.phase{i}"],
+                                              name=f"{p}.conv{i}", kernel_shape=[2, 2], pads=[1 - a, 1 - b, a, b]))
+                if layer.relu:
+                    nodes.append(helper.make_node("Relu", [f"{p}.phase{i}"], [f"{p}.relu{i}"], name=f"{p}.relu{i}"))
+                phases.append(f"{p}.relu{i}" if layer.relu else f"{p}.phase{i}")
+            nodes.append(helper.make_node("Concat", phases, [f"{p}.phases"], name=f"{p}.concat", axis=1))
+            nodes.append(helper.make_node("DepthToSpace", [f"{p}.phases"], [final], name=f"{p}.depth_to_space",
+                                          blocksize=2, mode="DCR"))
+            continue
         out.graph.initializer.extend([numpy_helper.from_array(kernel, f"{p}.weight"),
                                       numpy_helper.from_array(np.tile(bias, 4).astype(np.float32), f"{p}.bias")])
         conv = f"{p}.conv_out"

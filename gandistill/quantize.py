@@ -116,17 +116,17 @@ def _quantize_graph(graph, out_path: str, z: np.ndarray, float_nodes: Callable, 
     return excluded
 
 
-def _layer_nodes(graph, layers) -> dict[str, str]:
-    """unit -> the weighted node that quantising it means: the first layer's Gemm/MatMul, each rewritable
-    layer's convolution (found by the name onnx_forms gives it)."""
-    units = {}
+def _units(graph, layers) -> dict[str, list[str]]:
+    """What is quantised or kept float as one: ``dense`` (every Gemm/MatMul: a DCGAN's first layer, StyleGAN2's
+    mapping network and affines), each rewritable upsampling layer (its convolution, named by onnx_forms), and
+    ``other`` (every other convolution). The image layer is not among them: it stays float."""
+    units: dict[str, list[str]] = {}
     for node in graph.graph.node:
-        if node.op_type in ("Gemm", "MatMul") and "first" not in units:
-            units["first"] = node.name
-        for layer in layers:
-            if node.op_type in ("Conv", "ConvTranspose") and (node.name == layer.node
-                                                              or node.name.startswith(f"{layer.node}.")):
-                units[layer.node] = node.name
+        layer = next((x.node for x in layers if node.name == x.node or node.name.startswith(f"{x.node}.")), None)
+        if node.op_type in ("Gemm", "MatMul"):
+            units.setdefault("dense", []).append(node.name)
+        elif node.op_type in ("Conv", "ConvTranspose"):
+            units.setdefault(layer or "other", []).append(node.name)
     return units
 
 
@@ -151,8 +151,10 @@ def _static_int8(float_path: str, out_path: str, z_dim: int, context: dict | Non
     float_graph = onnx.load(float_path)
     threads = context.get("threads")
     layers = rewritable_layers(source)
-    image = layers[-1].node if layers else None
+    last_weighted = image_layer_nodes(source)[:1]
+    image = layers[-1].node if layers and last_weighted == [layers[-1].node] else None  # stays float
     hidden = [layer for layer in layers if layer.node != image]
+    order = [u for u in _units(source, layers) if u != image]  # graph order: dense first, then the layers
     z = calibration_latents(z_dim)
     selection_z = calibration_latents(z_dim, SELECTION_LATENTS, SELECTION_SEED)
 
@@ -163,19 +165,19 @@ def _static_int8(float_path: str, out_path: str, z_dim: int, context: dict | Non
 
     def quantized(int8: set[str], int8_form: str, method: str, tmp: str, name: str) -> tuple[str, list[str]]:
         graph = graph_for(int8, int8_form)
-        units = _layer_nodes(graph, layers)
+        units = _units(graph, layers)
         path = os.path.join(tmp, f"{name}.onnx")
 
         def float_nodes(prepared) -> list[str]:  # the pre-processed graph keeps the names of the nodes it keeps
-            excluded = image_layer_nodes(prepared) if image else []
-            return excluded + [units[u] for u in units if u not in int8 and units[u] not in excluded]
+            excluded = image_layer_nodes(prepared)
+            return excluded + [n for u in units if u not in int8 for n in units[u] if n not in excluded]
 
         # onnxruntime's calibrators print their progress: keep it out of the export's output
         with tempfile.TemporaryDirectory(prefix="gandistill-quantize.") as work, \
                 contextlib.redirect_stdout(io.StringIO()):
             return path, _quantize_graph(graph, path, z, float_nodes, method, work)
 
-    all_units = {"first", *(layer.node for layer in hidden)}
+    all_units = set(order)
     with tempfile.TemporaryDirectory(prefix="gandistill-int8.") as tmp:
         # 1. the int8 form of the upsampling layers and the calibration method: by measurement, then by PSNR
         candidates = {form: quantized(all_units, form, "MinMax", tmp, f"all-{form}")[0]
@@ -190,20 +192,23 @@ def _static_int8(float_path: str, out_path: str, z_dim: int, context: dict | Non
             path = quantized(all_units, int8_form, method, tmp, f"calib-{method}")[0]
             quality[method] = _mean_psnr(float_run, _runner(path, threads), selection_z)
         method = max(quality, key=quality.get)
-        # 2. backward elimination: drop a layer from int8 when the graph is as fast or faster without it
+        # 2. backward elimination: drop a unit from int8 when the graph is as fast or faster without it; again
+        # over what is left until nothing drops (a unit judged beside others may not pay alone)
         int8 = set(all_units)
         current, excluded = quantized(int8, int8_form, method, tmp, "current")
-        steps = []
-        for unit in ["first", *(layer.node for layer in hidden)]:
-            trial, trial_excluded = quantized(int8 - {unit}, int8_form, method, tmp, f"without-{len(steps)}")
-            times = time_graphs({"with": current, "without": trial}, z_dim, threads)
-            gain = relative_speed(times["with"], times["without"])  # > 1: quantising this layer pays
-            steps.append({"layer": unit, "int8_speed_vs_float_layer": round(gain, 3),
-                          "ms_per_run": {k: {str(n): round(t * 1e3, 4) for n, t in v.items()}
-                                         for k, v in times.items()}})
-            if gain <= 1.0:
-                int8.discard(unit)
-                current, excluded = trial, trial_excluded
+        steps, dropped = [], True
+        while dropped and int8:
+            dropped = False
+            for unit in [u for u in order if u in int8]:
+                trial, trial_excluded = quantized(int8 - {unit}, int8_form, method, tmp, f"without-{len(steps)}")
+                times = time_graphs({"with": current, "without": trial}, z_dim, threads)
+                gain = relative_speed(times["with"], times["without"])  # > 1: quantising this unit pays
+                steps.append({"layer": unit, "int8_speed_vs_float_layer": round(gain, 3),
+                              "ms_per_run": {k: {str(n): round(t * 1e3, 4) for n, t in v.items()}
+                                             for k, v in times.items()}})
+                if gain <= 1.0:
+                    int8.discard(unit)
+                    current, excluded, dropped = trial, trial_excluded, True
         pays = bool(int8)
         if not pays:  # nothing is faster in int8: quantise all for the size, and say so
             current, excluded = quantized(all_units, int8_form, method, tmp, "size")

@@ -3,9 +3,11 @@
 
     python scripts/bench_int8.py runs/w025.onnx runs/w025-int8.onnx --threads 2 --batch-sizes 1 64
 
-Both sessions live in one process and are timed in alternating rounds (float, int8, float, int8, ...), so
-machine load drifts over both alike; each cell is the median over rounds of one round's img/s. --ops adds
-onnxruntime's own per-node timing at the largest batch size: which operators the time goes to in each file.
+Both sessions live in one process, with gandistill's session settings (gandistill.onnx_runtime), and are timed
+by gandistill.timing in alternating rounds with a settle pause between turns (each session's threads spin after
+a run), so machine load drifts over both alike; each cell is the median over rounds of one round's img/s.
+`gandistill profile` times the same way, PyTorch modules included. --ops adds onnxruntime's own per-node
+timing at the largest batch size: which operators the time goes to in each file.
 """
 from __future__ import annotations
 
@@ -13,20 +15,22 @@ import argparse
 import collections
 import json
 import os
+import re
 import sys
 import tempfile
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from gandistill.onnx_generator import OnnxGenerator
+from gandistill.onnx_runtime import session_options
+from gandistill.timing import compare
 
 
 def session(path: str, threads: int, profile_dir: str | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.log_severity_level = 3
+    options = session_options(threads)
     if profile_dir:
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(profile_dir, os.path.basename(path))
@@ -34,24 +38,19 @@ def session(path: str, threads: int, profile_dir: str | None = None) -> ort.Infe
 
 
 def interleaved(sessions: dict, z: np.ndarray, rounds: int, seconds: float, warmup: int = 3) -> dict:
-    """name -> median img/s over ``rounds`` alternating rounds of ``seconds`` each."""
+    """name -> median img/s over ``rounds`` alternating rounds of about ``seconds`` each (gandistill.timing)."""
     feeds = {name: {s.get_inputs()[0].name: z} for name, s in sessions.items()}
-    for name, s in sessions.items():
-        for _ in range(warmup):
-            s.run(None, feeds[name])
-    rates = collections.defaultdict(list)
-    for _ in range(rounds):
-        for name, s in sessions.items():
-            calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                s.run(None, feeds[name])
-                calls += 1
-            rates[name].append(calls * len(z) / (time.perf_counter() - start))
-    return {name: float(np.median(r)) for name, r in rates.items()}
+    calls = {name: (lambda s=s, feed=feeds[name]: s.run(None, feed)) for name, s in sessions.items()}
+    start = time.perf_counter()
+    for call in calls.values():
+        call()
+    runs = max(1, int(seconds / max((time.perf_counter() - start) / len(calls), 1e-6)))
+    timed = compare(calls, rounds=rounds, runs=runs, warmup=warmup)
+    return {name: len(z) / t["s"] for name, t in timed.items()}
 
 
-def op_times(path: str, threads: int, z: np.ndarray, runs: int = 20) -> dict:
-    """operator type -> mean microseconds per run, from onnxruntime's profiler (optimised graph's nodes)."""
+def node_events(path: str, threads: int, z: np.ndarray, runs: int = 20) -> list[dict]:
+    """onnxruntime's profiler events of each kernel run (optimised graph's nodes), over ``runs`` runs."""
     with tempfile.TemporaryDirectory() as tmp:
         s = session(path, threads, tmp)
         feed = {s.get_inputs()[0].name: z}
@@ -63,11 +62,68 @@ def op_times(path: str, threads: int, z: np.ndarray, runs: int = 20) -> dict:
             s.run(None, feed)
         with open(s.end_profiling()) as f:
             events = json.load(f)
+    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+
+
+def op_times(path: str, threads: int, z: np.ndarray, runs: int = 20) -> dict:
+    """operator type -> mean microseconds per run, from onnxruntime's profiler (optimised graph's nodes)."""
     totals = collections.Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            totals[e["args"]["op_name"]] += e["dur"]
+    for e in node_events(path, threads, z, runs):
+        totals[e["args"]["op_name"]] += e["dur"]
     return {op: us / (runs + 1) for op, us in totals.most_common()}
+
+
+def graph_macs(path: str) -> dict[str, int]:
+    """Node name -> multiply-adds per image of each convolution and matrix product in the file, from its weight
+    shapes and shape inference (the profiler does not record weight shapes)."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+
+    def weight(name: str) -> list[int]:  # through a DequantizeLinear in a QDQ file
+        while name not in inits and name in producers and producers[name].op_type == "DequantizeLinear":
+            name = producers[name].input[0]
+        return inits.get(name, [])
+
+    macs = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        w = weight(node.input[1])
+        if not w:
+            continue
+        if node.op_type == "ConvTranspose":  # every input pixel meets the whole kernel
+            macs[node.name] = int(np.prod(w)) * int(np.prod(shapes.get(node.input[0], [0, 0, 0, 0])[2:]))
+        elif node.op_type == "Conv":  # the kernel [out, in, kh, kw] at every output pixel
+            macs[node.name] = int(np.prod(w)) * int(np.prod(shapes.get(node.output[0], [0, 0, 0, 0])[2:]))
+        else:
+            macs[node.name] = int(np.prod(w))
+    return macs
+
+
+def _source_node(name: str) -> str:
+    """The file's node an optimised-graph node came from: onnxruntime prefixes 'fused ' and suffixes
+    '_token_N' / '_nchwc' when it fuses or re-lays out a node."""
+    name = re.sub(r"(_token_\d+|_nchwc)+$", "", name.removeprefix("fused "))
+    return name
+
+
+def layer_times(path: str, threads: int, z: np.ndarray, runs: int = 20) -> list[dict]:
+    """Per node of the optimised graph: op, output shape, microseconds per run, MACs and GMAC/s."""
+    macs = graph_macs(path)
+    per_node: dict[str, dict] = {}
+    for e in node_events(path, threads, z, runs):
+        args = e["args"]
+        name = e["name"].removesuffix("_kernel_time")
+        outputs = [next(iter(x.values())) for x in args.get("output_type_shape", [])]
+        node = per_node.setdefault(name, {"op": args["op_name"], "output": outputs[:1],
+                                          "macs": macs.get(_source_node(name), 0) * len(z), "us": 0.0})
+        node["us"] += e["dur"] / (runs + 1)
+    for node in per_node.values():
+        node["gmac_s"] = node["macs"] / (node["us"] * 1e3) if node["us"] and node["macs"] else None
+    return [{"node": name, **node} for name, node in per_node.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per batch size (default: 7)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one round (default: 1.0)")
     parser.add_argument("--ops", action="store_true", help="also print per-operator time at the largest batch")
+    parser.add_argument("--layers", action="store_true",
+                        help="also print each node's time, MACs and GMAC/s at the largest batch (why a form is slow)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     paths = {"float": args.float_onnx, "int8": args.int8_onnx}
@@ -120,6 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| int8 / float | {q['bytes'] / f['bytes']:.2f}x | "
           + " | ".join(f"{result['img_s'][n]['int8'] / result['img_s'][n]['float']:.2f}x" for n in args.batch_sizes)
           + " |")
+    if args.layers:
+        z = rng.standard_normal((max(args.batch_sizes), z_dim), dtype=np.float32)
+        result["layers"] = {name: layer_times(p, args.threads, z) for name, p in paths.items()}
+        for name, layers in result["layers"].items():
+            print(f"\n{name} at batch {max(args.batch_sizes)}, per node of the optimised graph:")
+            print("| node | op | output | MACs | us per run | GMAC/s |\n|---|---|---|---:|---:|---:|")
+            for x in layers:
+                rate = f"{x['gmac_s']:.1f}" if x["gmac_s"] else ""
+                print(f"| {x['node']} | {x['op']} | {x['output'][0] if x['output'] else ''} | {x['macs']:,} | "
+                      f"{x['us']:,.0f} | {rate} |")
     if args.ops:
         for name, ops in result["op_us"].items():
             print(f"{name} at batch {max(args.batch_sizes)}, us per run by operator: "

@@ -26,13 +26,21 @@ except ImportError as e:
     sys.exit(f"sample_onnx: error: {e}; install with: pip install onnxruntime numpy pillow")
 
 
-def load(path: str) -> ort.InferenceSession:
+def load(path: str, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session with the settings gandistill's own sessions use (gandistill.onnx_runtime.session_options, and
+    docs/performance.md for the measurements): every graph optimisation (level 3 adds the NCHWc layout of
+    onnxruntime's fast convolution kernels), sequential execution, one inter-op thread; ``threads`` intra-op
+    threads (0: onnxruntime's default, one per physical core)."""
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: empty file")
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no public base class
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nrow", type=int, default=None, help="images per row (default: square-ish)")
     parser.add_argument("--scale", type=int, default=1, help="integer upscaling of the PNG (default: 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per onnxruntime call")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime intra-op threads (default: 0, one per physical core)")
     args = parser.parse_args(argv)
     for name in ("num", "scale", "batch_size"):
         if getattr(args, name) < 1:
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nrow is not None and args.nrow < 1:
         parser.error("--nrow must be >= 1")
     try:
-        images = generate(load(args.model), args.num, args.seed, args.batch_size)
+        images = generate(load(args.model, args.threads), args.num, args.seed, args.batch_size)
         save_png(grid(images, args.nrow), args.out, args.scale)
     except (ValueError, OSError) as e:
         print(f"sample_onnx: error: {e}", file=sys.stderr)

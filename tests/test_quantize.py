@@ -50,8 +50,9 @@ def test_int8_export_is_checked_for_quality_and_records_its_measured_speed(pair)
     # the calibration method is the one that drew closest to the float graph
     psnr = q["calibration"]["psnr_db_by_method"]
     assert set(psnr) == {"MinMax", "Percentile", "Entropy"} and q["calibration"]["method"] == max(psnr, key=psnr.get)
-    # one step per layer that could be int8: the first layer and every upsampling layer but the image layer
-    assert [step["layer"] for step in q["layer_steps"]][0] == "first" and len(q["layer_steps"]) == 3
+    # one step per unit that could be int8: the dense first layer and every upsampling layer but the image layer
+    units = [step["layer"] for step in q["layer_steps"]]
+    assert units[0] == "dense" and len(set(units)) == 3 and set(q["int8_layers"]) <= set(units)
     graph = onnx.load(str(int8_result.path)).graph
     stored = weight_storage(graph)  # the image layer reads float32 weights; int8 layers int8 ones, others float
     image_layer = stored.pop(q["float_nodes"][0])
@@ -91,8 +92,8 @@ def test_int8_only_where_it_pays(tmp_path, monkeypatch):
                     layer_forms="convtranspose")
     q = result.record["quantization"]
     steps = {step["layer"]: step["int8_speed_vs_float_layer"] for step in q["layer_steps"]}
-    assert steps["first"] < 1 and all(v > 1 for k, v in steps.items() if k != "first")
-    assert "first" not in q["int8_layers"] and len(q["int8_layers"]) == 2 and q["int8_pays"]
+    assert steps["dense"] < 1 and all(v > 1 for k, v in steps.items() if k != "dense")
+    assert "dense" not in q["int8_layers"] and len(q["int8_layers"]) == 2 and q["int8_pays"]
     graph = onnx.load(str(result.path)).graph
     assert _int8_weighted(graph, ("Gemm", "MatMul")) == 0 and _int8_weighted(graph, ("Conv",)) == 2
     assert "QLinearConv" not in [n.op_type for n in graph.node]  # QDQ in the file; onnxruntime fuses on load
@@ -228,7 +229,7 @@ def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(SCRIPT.parent / "bench_int8.py"), str(float_result.path),
                            str(int8_result.path), "--threads", "1", "--batch-sizes", "1", "4", "--rounds", "2",
-                           "--seconds", "0.05", "--ops", "--json", str(out)],
+                           "--seconds", "0.05", "--ops", "--layers", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| int8 / float |" in proc.stdout and "img/s batch 4" in proc.stdout
@@ -236,7 +237,14 @@ def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
     assert set(result["img_s"]) == {"1", "4"} and all(v > 0 for r in result["img_s"].values() for v in r.values())
     assert result["files"]["int8"]["bytes"] == int8_result.path.stat().st_size
     assert result["files"]["int8"]["macs"] == result["files"]["float"]["macs"] > 0
-    assert "ConvTranspose" in result["op_us"]["float"] and "QuantizeLinear" in result["op_us"]["int8"]
+    assert "QuantizeLinear" in result["op_us"]["int8"]
+    # per node: the weighted layers carry their multiply-adds (from the file's weights) and a rate
+    for name in ("float", "int8"):
+        weighted = [x for x in result["layers"][name] if x["macs"]]
+        assert weighted and all(x["gmac_s"] > 0 and x["us"] > 0 for x in weighted)
+    float_macs = sum(x["macs"] for x in result["layers"]["float"])
+    assert float_macs >= 4 * result["files"]["float"]["macs"]  # batch 4; sub-pixel forms count their zero taps
+    assert "| node | op | output | MACs |" in proc.stdout
 
 
 def _recording_runner(seen: list):
