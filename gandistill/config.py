@@ -500,7 +500,8 @@ class TrainConfig(ConfigMixin):
 # it existed had (the behaviour of that time, which today's default need not be). Read an older run's recorded
 # settings with DistillConfig.made_with, never by falling back to today's defaults.
 DISTILL_ADDED: dict[str, Any] = {"lr_schedule": "constant", "feature_kind": "mse", "disc_batch": 0,
-                                 "overwrite": False, "widths": (), "macs": None, "balance": 0.5}
+                                 "overwrite": False, "widths": (), "macs": None,
+                                 "balance": 0.25}  # moot without macs: today's default, so that older runs resume
 # Settings that decide nothing about the weights a distillation ends with: where it writes, how often it saves or logs.
 DISTILL_BOOKKEEPING = frozenset({"out", "resume", "overwrite", "checkpoint_every", "sample_every", "log_every"})
 
@@ -517,7 +518,10 @@ class DistillConfig(ConfigMixin):
     # a MACs budget per image (1.5M, 250k, 1500000, or 10x = ten times fewer than the teacher): the per-block
     # widths are picked for it by budget.pick_widths with `balance`, printed and recorded in the student's config
     macs: str | None = None
-    balance: float = 0.5  # with macs: 0 = the uniform width, 1 = cheap blocks whole (budget.py)
+    # with macs: 0 = the uniform width, 1 = cheap blocks whole (budget.py). 0.25 ranked first of six balances at the
+    # w0.25 DCGAN student's MACs (fid5k[fmnist-cnn] on train 24.3 vs 25.3 uniform, 28.3 at 0.5, 43.9 at 1; 2,000
+    # steps, `gandistill search`, docs/results.md)
+    balance: float = 0.25
     # l1 | prefix | random | svs. prefix (the first k channels) since 2026-12-05: the w0.25 DCGAN student at 6,000
     # steps with --disc-batch 8 reaches fid10k[fmnist-cnn] 16.8 +- 0.5 and fid1k[inception] 44.9 +- 0.6 over three
     # seeds against 20.9 +- 1.3 and 47.8 +- 0.4 with l1, and at 13,000 steps 12.78 / 41.27 against 15.60 / 42.35
