@@ -534,10 +534,10 @@ def _cmd_profile(args) -> int:
         if sp and sp.get("inconclusive"):
             print(f"  vs teacher {sp['teacher']}: {sp['inconclusive']}; {sp['mac_ratio']:.2f}x fewer MACs, "
                   f"{sp['param_ratio']:.2f}x fewer params")
-        elif sp:
-            print(f"  vs teacher {sp['teacher']}: {sp['latency_speedup']:.2f}x latency, "
-                  f"{sp['throughput_speedup']:.2f}x throughput; {sp['mac_ratio']:.2f}x fewer MACs, "
-                  f"{sp['param_ratio']:.2f}x fewer params")
+        elif sp:  # per-round ratios where both were timed in the same rounds
+            print(f"  vs teacher {sp['teacher']}: {sp.get('latency_speedup_paired', sp['latency_speedup']):.2f}x "
+                  f"latency, {sp.get('throughput_speedup_paired', sp['throughput_speedup']):.2f}x throughput; "
+                  f"{sp['mac_ratio']:.2f}x fewer MACs, {sp['param_ratio']:.2f}x fewer params")
     if args.out:
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2) + "\n"))
         print(f"wrote {args.out}")

@@ -7,6 +7,7 @@ pass, counted by a dispatch mode (weights excluded: they are reported separately
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import weakref
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ProfileConfig
 from .models import for_inference
-from .timing import SETTLE_S, Settler, round_order, split, spread
+from .timing import SETTLE_S, Settler, paired_ratio, round_order, split, spread
 
 
 def count_params(model: nn.Module) -> int:
@@ -200,7 +201,8 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
         settler = Settler(settle if len({t.pool for t in timed}) > 1 and (threads or 1) > 1 else 0.0)
         for r, i in round_order(len(timed), rounds):
             one, batch = timed[i].calls
-            settler.before(timed[i].pool)
+            if settler.before(timed[i].pool):
+                one()  # untimed: wakes this pool's threads after the pause
             for _ in range(lat_split[r]):
                 _sync(dev)
                 t0 = timer()
@@ -218,6 +220,7 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
         for t in timed:
             t.restore()
     results = []
+    session = secrets.token_hex(4)
     for i, t in enumerate(timed):
         every = [x for per_round in latencies[i] for x in per_round]
         lat_rounds = [float(np.median(per_round) * 1e3) for per_round in latencies[i]]
@@ -239,6 +242,7 @@ def profile_models(models: Sequence, device: str = ProfileConfig.device,
             "throughput_img_s_spread": spread(thr_rounds),
             "warmup": cfg.warmup,
             "settle_s": settler.settle,
+            "timed_together": session,  # the same for every model of one call: their rounds pair up
         })
         results.append(record)
     return results
@@ -319,6 +323,14 @@ def speedup(teacher: dict, student: dict) -> dict:
         out["latency_speedup"] = teacher["latency_ms_p50"] / student["latency_ms_p50"]
     if teacher.get("throughput_img_s") and student.get("throughput_img_s"):
         out["throughput_speedup"] = student["throughput_img_s"] / teacher["throughput_img_s"]
+    # timed in the same rounds: the median of each round's ratio, which a drift of the machine's speed from round
+    # to round does not move
+    t_rounds, s_rounds = teacher.get("throughput_img_s_rounds"), student.get("throughput_img_s_rounds")
+    together = teacher.get("timed_together") is not None and teacher.get("timed_together") == student.get(
+        "timed_together")
+    if together and t_rounds and s_rounds and min(t_rounds + s_rounds) > 0:
+        out["throughput_speedup_paired"] = paired_ratio(s_rounds, t_rounds)
+        out["latency_speedup_paired"] = paired_ratio(teacher["latency_ms_rounds"], student["latency_ms_rounds"])
     note = _inconclusive(teacher, student)
     if note:
         out["inconclusive"] = note

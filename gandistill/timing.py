@@ -4,8 +4,9 @@ The forms are timed in rounds in which they take turns (the order reversed every
 spell or a change of clock speed lands on all of them; figures are medians over rounds with their p10-p90 spread.
 Before a form's turn, when the previous turn ran on another thread pool (PyTorch's, or another onnxruntime
 session's), the timer pauses ``SETTLE_S``: a pool keeps its threads spinning for a while after a run, and on a
-small machine those spinning threads take the cores from the next form (docs/performance.md, "One timing
-protocol", has the measurements).
+small machine those spinning threads take the cores from the next form; one untimed call then wakes the next
+form's threads (docs/performance.md, "One timing protocol", has the measurements). Speed-ups are best read
+per round (``paired_ratio``): the forms of one round saw the same machine.
 No torch, no onnxruntime here: callers hand in plain callables.
 """
 from __future__ import annotations
@@ -31,10 +32,14 @@ class Settler:
     def __init__(self, settle: float = SETTLE_S, sleep: Callable[[float], None] = time.sleep):
         self.settle, self.sleep, self.last = settle, sleep, None
 
-    def before(self, pool: str) -> None:
-        if self.settle > 0 and self.last is not None and pool != self.last:
+    def before(self, pool: str) -> bool:
+        """Pause when ``pool`` differs from the last turn's; True when it paused (the caller then runs one untimed
+        call: after a pause the cores may have slowed down and the pool's threads gone to sleep)."""
+        paused = self.settle > 0 and self.last is not None and pool != self.last
+        if paused:
             self.sleep(self.settle)
         self.last = pool
+        return paused
 
 
 def spread(values: Sequence[float]) -> list[float]:
@@ -45,6 +50,11 @@ def spread(values: Sequence[float]) -> list[float]:
 def split(runs: int, rounds: int) -> list[int]:
     """``runs`` shared out over ``rounds``, the first rounds taking one more where they do not divide."""
     return [runs // rounds + (1 if r < runs % rounds else 0) for r in range(rounds)]
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """Median over rounds of numerator / denominator of the same round."""
+    return float(np.median([a / b for a, b in zip(numerator, denominator, strict=True)]))
 
 
 def compare(calls: dict[str, Callable[[], object]], rounds: int = 5, runs: int = 5, warmup: int = 2,
@@ -69,7 +79,8 @@ def compare(calls: dict[str, Callable[[], object]], rounds: int = 5, runs: int =
     per_round = {name: [] for name in names}
     for _, i in round_order(len(names), rounds):
         name = names[i]
-        settler.before(pools[name])
+        if settler.before(pools[name]):
+            calls[name]()  # untimed: wakes the pool's threads and the cores after the pause
         start = timer()
         for _ in range(runs):
             calls[name]()
@@ -78,4 +89,4 @@ def compare(calls: dict[str, Callable[[], object]], rounds: int = 5, runs: int =
             for name, v in per_round.items()}
 
 
-__all__ = ["SETTLE_S", "Settler", "compare", "round_order", "split", "spread"]
+__all__ = ["SETTLE_S", "Settler", "compare", "paired_ratio", "round_order", "split", "spread"]

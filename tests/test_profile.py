@@ -4,6 +4,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -138,6 +139,13 @@ def test_speedup_next_to_mac_ratio_and_teachers_by_lineage(tmp_path):
     assert results[1]["teacher"] == "t" and "speedup" not in results[0] and "speedup" not in results[2]
     assert sp["mac_ratio"] == pytest.approx(count_macs(teacher) / count_macs(student))
     assert sp["latency_speedup"] == pytest.approx(results[0]["latency_ms_p50"] / results[1]["latency_ms_p50"])
+    assert "throughput_speedup_paired" not in sp  # timed in separate calls: no rounds in common
+    together = profile_models([teacher, student], latency_runs=4, throughput_batch=8, throughput_runs=4, rounds=4,
+                              warmup=1)
+    paired = speedup(*together)
+    t_rounds, s_rounds = together[0]["throughput_img_s_rounds"], together[1]["throughput_img_s_rounds"]
+    per_round = [s / t for s, t in zip(s_rounds, t_rounds, strict=True)]
+    assert paired["throughput_speedup_paired"] == pytest.approx(float(np.median(per_round)))
 
 
 def test_onnx_files_take_their_turns_in_the_same_rounds(tmp_path, monkeypatch):
@@ -167,8 +175,9 @@ def test_onnx_files_take_their_turns_in_the_same_rounds(tmp_path, monkeypatch):
                                  throughput_runs=3, warmup=0, rounds=3, names=["t", "s", "o"])
     finally:
         torch.set_num_threads(threads)
-    # round 1: t s o, round 2: o s t, round 3: t s o; each turn 1 batch-1 + 1 batch-4 call
-    assert _blocks(log) == ["torch", "onnx", "torch", "onnx"] and log.count("onnx") == 6
+    # round 1: t s o, round 2: o s t, round 3: t s o; each turn 1 batch-1 + 1 batch-4 call, and one untimed
+    # batch-1 call after each pause (o in round 1, s in round 2, o in round 3)
+    assert _blocks(log) == ["torch", "onnx", "torch", "onnx"] and log.count("onnx") == 8 and len(log) == 21
     # a settle pause before each turn that follows another thread pool's: torch -> onnx, onnx -> torch (x2)
     assert sleeps == [P.SETTLE_S] * 3 and o["settle_s"] == P.SETTLE_S
     assert o["rounds"] == 3 and len(o["throughput_img_s_rounds"]) == 3 and o["latency_ms_spread"][0] > 0
