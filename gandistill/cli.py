@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 from .cli_args import (
-    CHOICES,  # noqa: F401 - re-exported: the tests check the choices against the registries
-    FIELD_HELP,
     UsageError,
     _float_list,
     _int_list,
@@ -32,6 +30,7 @@ from .config import (
     ProfileConfig,
     TrainConfig,
 )
+from .fields import field_help
 from .outputs import (
     OutputRefused,
     check_file_target,
@@ -85,10 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: distill the shipped teacher, evaluate both, profile, export, "
                                     "report")
-    add_config_flags(p, DemoConfig, {"split": "split of --dataset whose real images are compared against",
-                                     "data": "dataset the distillation's discriminator sees as real",
-                                     "out": "demo output directory (report, plot, grids, export, distill/)",
-                                     "steps": "distillation steps (the short preset)"},
+    add_config_flags(p, DemoConfig,
                      choices={"data": [*datasets, "none"], "dataset": datasets, "extractor": EXTRACTORS.names()})
 
     _add_evaluation_parsers(sub)
@@ -168,7 +164,7 @@ def _add_search_parser(sub, datasets) -> None:
     d = SearchConfig()
     p = sub.add_parser("search", help="rank per-block widths under a MACs budget by short distillations; prints "
                                       "the command that distils the winner")
-    p.add_argument("--teacher", default=d.teacher, help=FIELD_HELP["teacher"] + " (default: %(default)s)")
+    p.add_argument("--teacher", default=d.teacher, help=field_help(DistillConfig, "teacher") + " (default: %(default)s)")
     p.add_argument("--macs", default=d.macs, help="the budget: MACs per image (1.5M, 250k, 1500000) or a "
                                                   "reduction of the teacher's (10x) (default: %(default)s)")
     p.add_argument("--balances", type=_float_list, default=list(d.balances), metavar="B,B,...",
@@ -297,11 +293,6 @@ def _add_evaluation_parsers(sub) -> None:
 
     p = sub.add_parser("train-classifier", help="train the Fashion-MNIST CNN used as the fmnist-cnn extractor")
     add_config_flags(p, ClassifierTrainConfig, choices={"data": DATASETS.names()})
-    for action in p._actions:  # shared field names whose generic help would mislead here
-        if action.dest == "width":
-            action.help = "channels of the first stage; later stages double it (default: %(default)s)"
-        elif action.dest == "data":
-            action.help = "labelled dataset to train on (default: %(default)s)"
     p.add_argument("--overwrite", action="store_true",
                    help="write into an --out holding files train-classifier did not make (never through a link)")
 

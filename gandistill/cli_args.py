@@ -12,102 +12,9 @@ import shlex
 import typing
 from pathlib import Path
 
-from .config import DISTILL_BOOKKEEPING, FEATURE_KINDS, GAN_FAMILIES, LR_SCHEDULES, DistillConfig
-
-FIELD_HELP = {
-    "out": "output run directory",
-    "family": "model family",
-    "resolution": "image size (32 or 64)",
-    "channels": "image channels (1 or 3)",
-    "base_channels": "channels of the narrowest hidden layer at width 1 (stylegan2: at the output resolution, doubling "
-                     "below it up to 4x)",
-    "width": "width multiplier of every hidden layer, in (0, 1]",
-    "widths": "per-block widths instead of one width, lowest resolution first, comma-separated: factors of the "
-              "teacher's channels (0.5) or channel counts (16), e.g. 0.5,16,0.5 (`gandistill info TEACHER` lists "
-              "the blocks)",
-    "macs": "a MACs-per-image budget instead of a width: 1.5M, 250k, 1500000, or 10x (ten times fewer than the "
-            "teacher); the per-block widths are picked for it and printed",
-    "balance": "with --macs: how the budget is shared, 0 = one uniform width, 1 = cheap blocks kept whole and the "
-               "dear ones narrowed, negative = the other way (gandistill search measures which distils best)",
-    "d_width": "the discriminator's width multiplier",
-    "data": "dataset name (for distill also 'none': data-free, teacher images count as real)",
-    "data_root": "folder holding the dataset (default: search $GANDISTILL_DATA, then system folders)",
-    "split": "dataset split to train on",
-    "holdout": "keep the last N images of the split out of training (for checkpoint selection)",
-    "init_from": "GAN directory to start from: its generator and discriminator weights (the EMA starts from the "
-                 "generator; optimizers and the step count start fresh), e.g. to train a shipped teacher further",
-    "steps": "optimizer steps in total (a resumed run continues up to this)",
-    "batch_size": "images per step (per process under torchrun)",
-    "g_lr": "generator/student learning rate",
-    "d_lr": "discriminator learning rate",
-    "beta1": "Adam beta1",
-    "beta2": "Adam beta2",
-    "loss": "adversarial loss",
-    "r1_gamma": "lazy R1 penalty weight on real images (0 = off)",
-    "r1_every": "apply R1 every N steps",
-    "ema": "keep an exponential moving average of the generator and save it",
-    "ema_decay": "EMA decay per step",
-    "seed": "random seed",
-    "device": "cpu or cuda",
-    "amp": "bf16 autocast (CUDA only)",
-    "channels_last": "channels_last memory format",
-    "checkpoint_every": "write the resumable state every N steps",
-    "snapshot_every": "save a copy of the generator every N steps (0 = never)",
-    "sample_every": "write a sample grid every N steps (0 = never)",
-    "log_every": "write a log.jsonl record every N steps",
-    "max_bad_steps": "non-finite steps in a row before reloading the last good state with halved learning rates",
-    "resume": "continue the run in --out from its state.pt",
-    "overwrite": "write into an --out that holds files this command did not make (a run there starts over)",
-    "teacher": "teacher: a GAN directory (generator/ + discriminator/) or a generator directory",
-    "init": "how the student inherits the teacher: l1 (largest filters), prefix (first k), random, or svs (l1 with "
-            "each weight's singular values evened out)",
-    "pixel": "weight of the pixel loss (student vs teacher image)",
-    "pixel_kind": "pixel loss: l1, mse or l1+mse",
-    "feature_kind": "feature loss per tap: mse, or relative (MSE over the teacher tap's mean square, so every tap "
-                    "weighs alike whatever its scale)",
-    "lr_schedule": "learning rates over the run: constant, or cosine / linear decay to 0 at --steps (a --resume "
-                   "with another --steps continues on the new schedule)",
-    "feature": "weight of the generator-feature loss (1x1 adapters)",
-    "disc_feature": "weight of the discriminator-feature L1 loss",
-    "perceptual": "weight of the perceptual loss (needs --classifier)",
-    "disc_kl": "weight of the discriminator-logit KL",
-    "kl_temperature": "temperature of the discriminator-logit KL",
-    "class_kl": "weight of the class-logit KL (needs --classifier)",
-    "class_alpha": "class_kl: weight of the hard-label cross-entropy",
-    "class_temperature": "class_kl: softmax temperature",
-    "adversarial": "weight of the adversarial term",
-    "adv_loss": "adversarial loss",
-    "disc_batch": "how many of each batch's images go through the discriminators (disc_feature, disc_kl, "
-                  "adversarial and the discriminator's own update); 0 = all. The discriminators cost most of a step "
-                  "on a small student, so fewer buys more steps per second",
-    "classifier": "classifier directory for perceptual / class_kl (e.g. pretrained/fmnist-cnn-b; not the network "
-                  "you will judge the student with: its FID would then be meaningless, docs/evaluation.md)",
-    "feature_dim": "classifier: size of the feature layer (the FID/KID tap)",
-    "epochs": "passes over the training split",
-    "lr": "peak learning rate (SGD, Nesterov momentum, cosine decay)",
-    "momentum": "SGD momentum",
-    "weight_decay": "weight decay of conv/linear weights",
-    "label_smoothing": "cross-entropy label smoothing",
-    "augment": "random horizontal flips and 2-pixel shifts",
-    "num_threads": "torch CPU threads (0 = torch's default)",
-    "dataset": "dataset whose real images give the evaluation statistics",
-    "extractor": "feature extractor for FID/KID/IS",
-    "num_samples": "generated images per model for FID/KID/IS",
-    "paired": "latents for PSNR/SSIM/feature distance of the student against its teacher (0 = off)",
-    "export_format": "format of the exported student",
-    "verbose": "print what each phase does",
-}
-CHOICES = {
-    "family": GAN_FAMILIES,
-    "loss": ("hinge", "nonsat", "lsgan"),
-    "adv_loss": ("hinge", "nonsat", "lsgan"),
-    "init": ("l1", "prefix", "random", "svs"),
-    "pixel_kind": ("l1", "mse", "l1+mse"),
-    "feature_kind": FEATURE_KINDS,
-    "lr_schedule": LR_SCHEDULES,
-    "split": ("train", "test"),
-    "export_format": ("onnx", "torchscript", "safetensors"),
-}
+from . import config as C
+from .config import DISTILL_BOOKKEEPING, DistillConfig
+from .fields import describe
 
 
 class UsageError(Exception):
@@ -141,30 +48,40 @@ def width_list(text: str) -> tuple:
 PARSERS = {"widths": width_list}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls, help_overrides: dict[str, str] | None = None,
-                     choices: dict[str, typing.Sequence[str]] | None = None,
+def add_config_flags(parser: argparse.ArgumentParser, cls, choices: dict[str, typing.Sequence[str]] | None = None,
                      exclude: typing.Collection[str] = ()) -> None:
-    """One ``--flag`` per dataclass field but ``exclude``, with the dataclass default; ``choices`` adds to
-    ``CHOICES``."""
+    """One ``--flag`` per dataclass field but ``exclude``, with the field's default, help and choices; ``choices``
+    adds runtime ones (registries of torch modules: datasets, extractors)."""
     hints = typing.get_type_hints(cls)
-    helps = {**FIELD_HELP, **(help_overrides or {})}
-    choices = {**CHOICES, **(choices or {})}
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        kw: dict = {"dest": f.name, "default": f.default, "help": helps.get(f.name, f.name)}
+        help = f.metadata.get("help") or f.name
+        kw: dict = {"dest": f.name, "default": f.default, "help": help + " (default: %(default)s)"}
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
             kw["type"] = PARSERS.get(f.name, base)
             kw["metavar"] = f.name.upper()
-            if f.name in choices:
-                kw["choices"] = choices[f.name]
-        kw["help"] += " (default: %(default)s)"
+            field_choices = (choices or {}).get(f.name) or f.metadata.get("choices")
+            if field_choices:
+                kw["choices"] = field_choices
         parser.add_argument(flag, **kw)
+
+
+def config_reference() -> str:
+    """docs/config.md: every config's fields, as the fields state them (tests/test_choices.py keeps it current)."""
+    parts = ["# Config reference\n",
+             "Generated from the fields in gandistill/config.py (their types, defaults, ranges, choices and help): "
+             "regenerate with\n`.venv/bin/python -c 'from gandistill.cli_args import config_reference as r; "
+             "print(r(), end=\"\")' > docs/config.md`. A command's `--help` shows the same text.\n"]
+    for cls in (C.TrainConfig, C.DistillConfig, C.DemoConfig, C.EvalConfig, C.ProfileConfig, C.ClassifierTrainConfig,
+                C.DCGANConfig, C.StyleGAN2Config, C.StyleGAN2LiteConfig, C.ClassifierConfig):
+        parts.append(f"## {cls.__name__}\n\n{(cls.__doc__ or '').strip().splitlines()[0]}\n\n{describe(cls)}\n")
+    return "\n".join(parts)
 
 
 def config_from_args(cls, args: argparse.Namespace):

@@ -36,8 +36,7 @@ from gandistill.checkpoint import (
     weights_sha256,
     write_json,
 )
-from gandistill.cli_args import CHOICES
-from gandistill.config import DistillConfig
+from gandistill.config import INITS, DistillConfig
 from gandistill.metrics import evaluate
 from gandistill.profile import profile, speedup
 from gandistill.report import plot_fid_vs_macs, write_report
@@ -197,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--disc-batch", type=int, default=0,
                    help="distill runs: images per step through the discriminators (0: all; the demo uses 8)")
-    p.add_argument("--init", default=DistillConfig.init, choices=CHOICES["init"],
+    p.add_argument("--init", default=DistillConfig.init, choices=INITS,
                    help="distill runs: what the student inherits (distill's --init; default: its default)")
     p.add_argument("--scratch-d-ratio", type=float, default=2.0,
                    help="scratch baseline: discriminator width = G width x this (capped at 1)")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gandistill import config as C
-from gandistill.cli import CHOICES, build_parser, main
+from gandistill.cli import build_parser, main
 
 EXAMPLES = int(os.environ.get("GANDISTILL_PROPERTY_EXAMPLES", "0"))
 CONFIGS = [C.DCGANConfig, C.StyleGAN2Config, C.ClassifierConfig, C.TrainConfig, C.DistillConfig,
@@ -172,7 +172,7 @@ def _flag_values(cls) -> dict[str, st.SearchStrategy]:
         base = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
         if base is bool:
             out[f.name] = st.sampled_from(["yes", "1", ""])  # --flag=value: a switch takes no value
-        elif f.name in CHOICES or f.name in ("data", "dataset", "extractor"):
+        elif f.metadata.get("choices") or f.name in ("data", "dataset", "extractor"):
             out[f.name] = st.text(min_size=1, max_size=8)
         elif base is str:
             out[f.name] = st.sampled_from(["", "cuda:x", "gpu", "cpu:1"] if f.name == "device" else [""])
