@@ -103,11 +103,13 @@ def graph_macs(path: str) -> dict[str, int]:
     return macs
 
 
-def _source_node(name: str) -> str:
+def _source_node(name: str, macs: dict) -> str:
     """The file's node an optimised-graph node came from: onnxruntime prefixes 'fused ' and suffixes
-    '_token_N' / '_nchwc' when it fuses or re-lays out a node."""
+    '_token_N' / '_nchwc' when it fuses or re-lays out a node, and names a convolution fused with the ReLU after
+    it by the ReLU (onnx_forms names them <layer>.<form>.conv[i] and .relu[i] / .relu_out)."""
     name = re.sub(r"(_token_\d+|_nchwc)+$", "", name.removeprefix("fused "))
-    return name
+    fused = re.sub(r"\.relu(_out)?(\d*)$", r".conv\2", name)
+    return name if name in macs or fused not in macs else fused
 
 
 def layer_times(path: str, threads: int, z: np.ndarray, runs: int = 20) -> list[dict]:
@@ -119,7 +121,7 @@ def layer_times(path: str, threads: int, z: np.ndarray, runs: int = 20) -> list[
         name = e["name"].removesuffix("_kernel_time")
         outputs = [next(iter(x.values())) for x in args.get("output_type_shape", [])]
         node = per_node.setdefault(name, {"op": args["op_name"], "output": outputs[:1],
-                                          "macs": macs.get(_source_node(name), 0) * len(z), "us": 0.0})
+                                          "macs": macs.get(_source_node(name, macs), 0) * len(z), "us": 0.0})
         node["us"] += e["dur"] / (runs + 1)
     for node in per_node.values():
         node["gmac_s"] = node["macs"] / (node["us"] * 1e3) if node["us"] and node["macs"] else None
