@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import cli_shipping
 from .cli_args import (
     UsageError,
     _float_list,
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_evaluation_parsers(sub)
     _add_export_parser(sub)
+    cli_shipping.add_parsers(sub)
     return parser
 
 
@@ -642,7 +644,7 @@ def _cmd_export(args) -> int:
     return 0
 
 
-COMMANDS.update({"export": _cmd_export})
+COMMANDS.update({"export": _cmd_export, **cli_shipping.COMMANDS})
 
 
 def one_line(error: BaseException) -> str:

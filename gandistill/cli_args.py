@@ -113,6 +113,7 @@ def distill_command_for(command: str, record: dict) -> str:
     extra: list[str] = []
     for f in dataclasses.fields(DistillConfig):
         name, value = f.name, made_with.get(f.name, "<not recorded>")
+        value = tuple(value) if isinstance(value, list) else value  # JSON records tuples (widths) as lists
         if name in DISTILL_BOOKKEEPING or today[name] == value:
             continue
         if name in stated or value is None or value == "<not recorded>":

@@ -2,10 +2,10 @@
 # The one prepared GPU session behind pretrained/stylegan2-fmnist (issue #19): one command, under 10 minutes.
 #   1. CUDA smoke test: a few steps of train and distill on tiny models, bf16 autocast (stops here on failure);
 #      then scripts/profile_train_step.py: img/s of one training step and its heaviest kernels (PROFILE=0: skip)
-#   2. teacher: scripts/train_teacher_stylegan2.sh for each R1 gamma in GAMMAS, side by side, TEACHER_SECONDS each
+#   2. teacher: scripts/train_teacher.sh stylegan2 for each R1 gamma in GAMMAS, side by side, TEACHER_SECONDS each
 #      (INIT_FROM=pretrained/stylegan2-fmnist continues the shipped one); beside them the DCGAN budget curve of
 #      issue #17 (DCGAN_WIDTHS="" skips it)
-#   3. selection by fid[fmnist-cnn] on the 5000 held-out TRAIN images (scripts/select_teacher.py), across runs
+#   3. selection by fid[fmnist-cnn] on the 5000 held-out TRAIN images (gandistill select-teacher), across runs
 #   4. fid[fmnist-cnn] of the selected teacher on the test split (EVAL_N images; 0 skips every evaluation)
 #   5. students (STUDENTS, name:width:lr[:seconds]) side by side, or one by one with SEQUENTIAL=1
 #   6. fid + paired PSNR/SSIM of teacher and students; 7. the CUDA-marked tests, a torchrun (NCCL) distill
@@ -95,7 +95,7 @@ say "1. smoke test on $DEVICE"
   TEACHER_PIDS=()
   for g in $GAMMAS; do
     GD="$GD" OUT="$RUNS/teacher-g$g" DEVICE="$DEVICE" BASE="$BASE" BATCH="$BATCH" R1_GAMMA="$g" \
-      TIME_LIMIT="$TEACHER_SECONDS" bash scripts/train_teacher_stylegan2.sh >"$RUNS/teacher-g$g.out" 2>&1 &
+      TIME_LIMIT="$TEACHER_SECONDS" bash scripts/train_teacher.sh stylegan2 >"$RUNS/teacher-g$g.out" 2>&1 &
     TEACHER_PIDS+=($!)
   done
   wait "${TEACHER_PIDS[@]}"
@@ -107,7 +107,7 @@ say "1. smoke test on $DEVICE"
   say "3. selection on the held-out train images"
   best="" best_score=""
   for g in $GAMMAS; do
-    $PY scripts/select_teacher.py --run "$RUNS/teacher-g$g" --out "$RUNS/sel-g$g" --num "$SELECT_N" --last "${SELECT_LAST:-5}" \
+    $PY -m gandistill select-teacher --run "$RUNS/teacher-g$g" --out "$RUNS/sel-g$g" --num "$SELECT_N" --last "${SELECT_LAST:-5}" \
       --device "$DEVICE" >>"$LOG" 2>&1 || { say "selection of g$g failed"; continue; }
     score=$($PY -c "import json; s=json.load(open('$RUNS/sel-g$g/selection.json')); print(s['scores'][s['selected']])")
     say "g$g: selected $($PY -c "import json; print(json.load(open('$RUNS/sel-g$g/selection.json'))['selected'])") at $score"

@@ -20,12 +20,12 @@ TINY = {
     "stylegan2-lite": dict(base_channels=4, z_dim=16, w_dim=16, mapping_layers=2),
 }
 FAMILIES = sorted(TINY)
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    """scripts/<name>.py as a module (scripts are recipes, not part of the package)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+def load_script(name: str, folder: str = "scripts"):
+    """<folder>/<name>.py as a module (scripts are recipes and examples programs to copy, not the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,5 @@
 """The CLI end to end for info, train and distill (other commands are tested beside their modules)."""
+import json
 import shlex
 import subprocess
 import sys
@@ -104,6 +105,14 @@ def test_distill_command_for_states_what_todays_defaults_would_read_otherwise():
     assert today["lr_schedule"] == "constant" and today["disc_batch"] == 0  # what a record without them meant
     assert today["out"] == "runs/x" and today["checkpoint_every"] == 500  # bookkeeping stays the line's own
     assert distill_command_for(completed, record) == completed  # nothing left to add
+
+
+def test_distill_command_for_reads_a_per_block_record_as_json_wrote_it():
+    """A student's extra.distill went through JSON: its widths are a list, the parsed line's a tuple."""
+    run = "gandistill distill --widths 106,26,26 --steps 100 --out runs/x"
+    record = json.loads(json.dumps(_parsed(run)))
+    assert record["widths"] == [106, 26, 26]
+    assert distill_command_for(run, record) == run
 
 
 def test_distill_command_for_refuses_a_line_that_did_not_make_the_run():

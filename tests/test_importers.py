@@ -420,9 +420,9 @@ def test_malicious_pickles_run_nothing(tmp_path, monkeypatch, evil):
 
 
 def test_the_tutorial_script_writes_a_generator_only_checkpoint_that_imports_exactly(tmp_path, tiny_fmnist):
-    """scripts/tutorial_dcgan.py (the stand-in for a user's checkpoint in docs/importing.md) trains that layout
+    """examples/tutorial_dcgan.py (the stand-in for a user's checkpoint in docs/importing.md) trains that layout
     and saves it as the tutorial does; the import draws its images."""
-    script = load_script("tutorial_dcgan")
+    script = load_script("tutorial_dcgan", "examples")
     out = tmp_path / "netG.pth"
     assert script.main(["--steps", "2", "--batch-size", "4", "--ngf", "4", "--ndf", "4", "--nz", "8",
                         "--data-root", str(tiny_fmnist), "--out", str(out)]) == 0

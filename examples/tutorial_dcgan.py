@@ -7,7 +7,7 @@ betas (0.5, 0.999), N(0, 0.02) weights), saved as ``{"epoch": ..., "netG_state_d
 repeated three times (the only image set on an offline machine). docs/importing.md shows the commands that
 then import, distill, evaluate and export it.
 
-    python scripts/tutorial_dcgan.py --steps 1000 --out runs/byo/netG.pth
+    python examples/tutorial_dcgan.py --steps 1000 --out runs/byo/netG.pth
 """
 from __future__ import annotations
 

@@ -1,19 +1,18 @@
-"""scripts/select_teacher.py on a tiny run: it scores the snapshots on the held-out train slice, keeps the
-best, and refuses a run that held nothing out."""
+"""Shipping: gandistill select-teacher on a tiny run scores the snapshots on the held-out train slice, keeps the
+best, and refuses a run that held nothing out; gandistill card writes what it measured."""
 import json
 from pathlib import Path
 
 import pytest
 
 from gandistill.checkpoint import from_pretrained
+from gandistill.cli import main
 from gandistill.train import train
-
-from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def select():
-    return load_script("select_teacher").main
+    return lambda argv: main(["select-teacher", *argv])
 
 
 def _run(path: Path, holdout: int) -> Path:
@@ -49,3 +48,22 @@ def test_refuses_a_run_without_a_holdout(select, tmp_path, capsys):
     assert select(["--run", str(run), "--out", str(tmp_path / "teacher")]) == 1
     assert "holdout" in capsys.readouterr().err
     assert not (tmp_path / "teacher").exists()
+
+
+def test_card_states_what_it_measured_and_the_command(tmp_path, capsys):
+    from gandistill.checkpoint import save_gan, weights_sha256
+    from gandistill.profile import count_macs
+
+    from .conftest import tiny_discriminator, tiny_generator
+
+    generator = tiny_generator("dcgan")
+    root = save_gan(generator, tiny_discriminator("dcgan"), tmp_path / "gan")
+    assert main(["card", str(root), "--title", "tiny: a test", "--command", "gandistill train --steps 1",
+                 "--wall-time", "1 s", "--steps", "1 step"]) == 0
+    card = (root / "README.md").read_text()
+    assert card.startswith("# tiny: a test\n") and "```\ngandistill train --steps 1\n```" in card
+    assert f"{count_macs(generator):,}" in card and weights_sha256(root) in card
+    assert "- Training: 1 step." in card and "- Wall time: 1 s." in card and "## Licence" in card
+    with pytest.raises(SystemExit) as exit_info:  # --command and --wall-time are required
+        main(["card", str(root), "--title", "t"])
+    assert exit_info.value.code == 2 and "--command, --wall-time" in capsys.readouterr().err
