@@ -1,20 +1,27 @@
 #!/usr/bin/env python
-"""The README's results table: distilled students vs same-size students trained from scratch, and the ablation.
+"""The grid runner: the README's results table (distilled students vs same-size students trained from scratch,
+and the ablation), or docs/recipe.md's recipe variants. Every run pins its full settings, so each row's command
+makes that row again whatever today's defaults are.
 
   python scripts/results.py --teacher pretrained/dcgan-fmnist --out runs/results
+  python scripts/results.py --out runs/recipe --variants base,lr1e-3-cos,adv0.3 --widths 0.25 --steps 1500
 
-Runs (each a normal run directory under --out; a finished run is skipped, an interrupted one resumed, so the
-script can be stopped and rerun at any time):
-  distill-w{W}      gandistill distill --teacher T --width W            (defaults), for W in --widths
-                    (--steps, --batch-size, --seed and --disc-batch apply to these and to the ablation)
-  scratch-w{W}      gandistill train --width W --d-width DW --base-channels <teacher's>  (same steps/batch)
+The results grid (each a normal run directory under --out; a finished run is skipped, an interrupted one resumed,
+so the script can be stopped and rerun at any time):
+  distill-w{W}      gandistill distill --teacher T --width W  (DISTILL_2026_12_05: the settings of the README
+                    table's rows), for W in --widths; --steps, --batch-size, --seed, --disc-batch and --init
+                    apply to these and to the ablation
+  scratch-w{W}      gandistill train --width W --d-width DW --base-channels <teacher's>  (same steps/batch;
+                    TRAIN_2026_12_05 otherwise)
   ablate-no-{TERM}  the width --ablation-width student with one loss term's weight set to 0
+--variants instead runs w{W}-s{STEPS}-{VARIANT}-seed{S} for each variant, width and --seeds: DISTILL_2026_12_04
+(the settings of docs/recipe.md's rows) changed as VARIANTS says.
 Then every generator (teacher first) is evaluated under one protocol (fid/kid/is on --num-samples images
 against the test split, PSNR/SSIM against the teacher on shared latents), profiled (params, MACs, CPU
 throughput at batch 64) and written to --out/report.md, report.json and fid_vs_macs.png; --inception N adds
-KID/FID on N samples through the Inception network for the teacher and the --ablation-width student
-(~0.2-0.4 s per image on a 2-core CPU). ``commands.md`` lists the command that reproduces each row,
-``timings.json`` each run's wall time, ``table.md`` the README's table from all of them.
+KID/FID on N samples through the Inception network for the teacher and the --ablation-width student (every
+variant with --variants; ~0.2-0.4 s per image on a 2-core CPU). ``commands.md`` lists the command that
+reproduces each row, ``timings.json`` each run's wall time, ``table.md`` the table from all of them.
 """
 from __future__ import annotations
 
@@ -43,6 +50,44 @@ from gandistill.report import plot_fid_vs_macs, write_report
 from gandistill.train import distill, train
 
 ABLATION_TERMS = ("pixel", "feature", "disc_feature", "disc_kl", "adversarial")
+# DistillConfig's defaults of 2026-12-04, when every row of docs/recipe.md was run (lr 2e-4 constant, --init l1, ...),
+# and of 2026-12-05 (lr 1e-3 with cosine decay since f149729, --init prefix since 976a107), when the README table's
+# rows were. Every distill run states all of them (a row used to be flags on top of the defaults of the day, and
+# stopped reproducing when they moved). Left out: what a run sets itself (teacher, width, steps, batch size, seed;
+# the results grid's --disc-batch and --init), bookkeeping, data_root/classifier (None: no flag), and the size
+# settings added since (widths, macs, balance: a row's size is its width; DISTILL_ADDED says what they were then).
+DISTILL_2026_12_04 = {"init": "l1", "data": "fashion-mnist", "split": "train", "g_lr": 2e-4, "d_lr": 2e-4,
+                      "beta1": 0.5, "beta2": 0.999, "pixel": 1.0, "pixel_kind": "l1", "feature": 1.0,
+                      "disc_feature": 1.0, "perceptual": 0.0, "disc_kl": 1.0, "kl_temperature": 1.0, "class_kl": 0.0,
+                      "class_alpha": 0.5, "class_temperature": 4.0, "adversarial": 0.1, "adv_loss": "hinge",
+                      "disc_batch": 0, "feature_kind": "mse", "lr_schedule": "constant", "ema": True,
+                      "ema_decay": 0.999, "device": "cpu", "amp": False, "channels_last": False, "max_bad_steps": 5}
+DISTILL_2026_12_05 = {**DISTILL_2026_12_04, "g_lr": 1e-3, "d_lr": 1e-3, "lr_schedule": "cosine", "init": "prefix"}
+# TrainConfig's defaults then (unchanged since), for the scratch baselines
+TRAIN_2026_12_05 = {"data": "fashion-mnist", "split": "train", "beta1": 0.5, "beta2": 0.999, "loss": "hinge",
+                    "r1_gamma": 0.0, "r1_every": 16, "ema": True, "ema_decay": 0.999, "device": "cpu", "amp": False,
+                    "max_bad_steps": 5}
+_LR1E3_COS = {"g_lr": 1e-3, "d_lr": 1e-3, "lr_schedule": "cosine"}
+# --variants: name -> what it changes from DISTILL_2026_12_04; the name says what
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "no-feature": {"feature": 0.0},
+    "feature-relative": {"feature_kind": "relative"},
+    "adv0.3": {"adversarial": 0.3},
+    "adv1": {"adversarial": 1.0},
+    "cos": {"lr_schedule": "cosine"},
+    "lr1e-3-cos": _LR1E3_COS,
+    "lr5e-4-cos": {"g_lr": 5e-4, "d_lr": 5e-4, "lr_schedule": "cosine"},
+    "lr2e-3-cos": {"g_lr": 2e-3, "d_lr": 2e-3, "lr_schedule": "cosine"},
+    "lr1e-3-cos-adv0.3": {**_LR1E3_COS, "adversarial": 0.3},
+    "lr1e-3-cos-svs": {**_LR1E3_COS, "init": "svs"},
+    "lr1e-3-cos-relative": {**_LR1E3_COS, "feature_kind": "relative"},
+    "lr1e-3-cos-no-feature": {**_LR1E3_COS, "feature": 0.0},
+    "ema0.99": {"ema_decay": 0.99},
+    "init-prefix": {"init": "prefix"},
+    "init-random": {"init": "random"},
+    "init-svs": {"init": "svs"},
+}
 
 
 def _state(run: Path) -> dict | None:
@@ -69,36 +114,57 @@ def settings_differ(state: dict | None, kwargs: dict) -> list[str]:
             if k != "teacher" and k in saved and saved[k] != v]
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def flags(settings: dict) -> list[str]:
+    """CLI flags stating each setting (booleans as --name / --no-name, floats as repr: exactly the value)."""
+    out: list[str] = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            out += [flag, f"{value:g}" if isinstance(value, float) and float(f"{value:g}") == value else str(value)]
+    return out
 
 
 def plan(args, teacher_cfg: dict) -> list[dict]:
     """Every run: its directory, the API call's keyword arguments and the equivalent CLI command."""
     common = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
-    # --disc-batch shortens the distillation runs' discriminator passes; a scratch GAN trains its D on all.
-    distill_common = {**common, "disc_batch": args.disc_batch} if args.disc_batch else common
-    distill_common = {**distill_common, "init": args.init}  # always stated: a run made with another is refused
     runs = []
-    for w in args.widths:
-        runs.append({"name": f"distill-w{w:g}", "kind": "distill",
-                     "kwargs": {"teacher": args.teacher, "width": w, **distill_common}})
-    for w in args.widths:
-        kwargs = {"family": teacher_cfg["family"], "base_channels": teacher_cfg["base_channels"],
-                  "resolution": teacher_cfg["resolution"], "channels": teacher_cfg["channels"],
-                  "width": w, "d_width": min(1.0, w * args.scratch_d_ratio), "g_lr": args.scratch_lr,
-                  "d_lr": args.scratch_lr, "holdout": args.holdout, **common}
-        runs.append({"name": f"scratch-w{w:g}", "kind": "train", "kwargs": kwargs})
-    for term in args.ablate:
-        runs.append({"name": f"ablate-no-{term}", "kind": "distill",
-                     "kwargs": {"teacher": args.teacher, "width": args.ablation_width, term: 0.0,
-                                **distill_common}})
+    if args.variants:
+        for name in args.variants:
+            for w in args.widths:
+                for seed in args.seeds:
+                    runs.append({"name": f"w{w:g}-s{args.steps}-{name}-seed{seed}", "kind": "distill",
+                                 "kwargs": {"teacher": args.teacher, "width": w, **common, "seed": seed,
+                                            **DISTILL_2026_12_04, **VARIANTS[name]}})
+    else:
+        distill_common = {**common, **DISTILL_2026_12_05, "disc_batch": args.disc_batch, "init": args.init}
+        for w in args.widths:
+            runs.append({"name": f"distill-w{w:g}", "kind": "distill",
+                         "kwargs": {"teacher": args.teacher, "width": w, **distill_common}})
+        for w in args.widths:
+            kwargs = {"family": teacher_cfg["family"], "base_channels": teacher_cfg["base_channels"],
+                      "resolution": teacher_cfg["resolution"], "channels": teacher_cfg["channels"],
+                      "width": w, "d_width": min(1.0, w * args.scratch_d_ratio), "g_lr": args.scratch_lr,
+                      "d_lr": args.scratch_lr, "holdout": args.holdout, **common, **TRAIN_2026_12_05}
+            runs.append({"name": f"scratch-w{w:g}", "kind": "train", "kwargs": kwargs})
+        for term in args.ablate:
+            runs.append({"name": f"ablate-no-{term}", "kind": "distill",
+                         "kwargs": {"teacher": args.teacher, "width": args.ablation_width, **distill_common,
+                                    term: 0.0}})
     for r in runs:
         r["out"] = str(Path(args.out) / r["name"])
-        flags = " ".join(f"{_flag(k)} {v:g}" if isinstance(v, float) else f"{_flag(k)} {v}"
-                         for k, v in r["kwargs"].items())
-        r["command"] = f"gandistill {r['kind']} {flags} --out {r['out']}"
+        r["command"] = " ".join(["gandistill", r["kind"], *flags(r["kwargs"]), "--out", r["out"]])
     return runs
+
+
+def write_commands(path: Path, runs: list[dict]) -> None:
+    """``commands.md``: each run's command, one line a run; the lines of runs another call planned (other
+    --variants into the same --out) are kept."""
+    lines = {line.split("`")[1]: line for line in (path.read_text().splitlines() if path.is_file() else [])
+             if line.startswith("- `")}
+    lines.update({r["name"]: f"- `{r['name']}`: `{r['command']}`" for r in runs})
+    path.write_text("".join(line + "\n" for line in lines.values()))
 
 
 def _label(name: str) -> str:
@@ -194,10 +260,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", type=lambda t: [v for v in t.split(",") if v], default=[],
+                   help=f"run these recipe variants instead of the results grid, comma-separated, from: "
+                        f"{', '.join(VARIANTS)} (each at every --widths and --seeds)")
+    p.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",") if v], default=[0],
+                   help="--variants: comma-separated distillation seeds (default: 0)")
     p.add_argument("--disc-batch", type=int, default=0,
                    help="distill runs: images per step through the discriminators (0: all; the demo uses 8)")
-    p.add_argument("--init", default=DistillConfig.init, choices=INITS,
-                   help="distill runs: what the student inherits (distill's --init; default: its default)")
+    p.add_argument("--init", default=DISTILL_2026_12_05["init"], choices=INITS,
+                   help="distill runs: what the student inherits (distill's --init; default: %(default)s)")
     p.add_argument("--scratch-d-ratio", type=float, default=2.0,
                    help="scratch baseline: discriminator width = G width x this (capped at 1)")
     p.add_argument("--scratch-lr", type=float, default=5e-4,
@@ -216,7 +287,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if args.plot_from:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         path = plot_fid_vs_macs(rows_from_table(Path(args.plot_from).read_text()), Path(args.out) / "fid_vs_macs.png")
@@ -235,7 +310,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta = read_config(resolve_model_dir(Path(args.teacher)))
     runs = plan(args, {"family": meta["family"], **meta["config"]})
-    (out / "commands.md").write_text("".join(f"- `{r['name']}`: `{r['command']}`\n" for r in runs))
+    write_commands(out / "commands.md", runs)
 
     # --- the runs (skipped when finished, resumed when interrupted); wall time summed over resumptions ---
     timings_path = out / "timings.json"
@@ -288,6 +363,7 @@ def main(argv=None) -> int:
                                                + (f", disc_batch {args.disc_batch}" if args.disc_batch else ""))
     if args.inception:
         pick = [0, names.index(f"distill-w{args.ablation_width:g}")] if args.ablation_width in args.widths else [0]
+        pick = list(range(len(names))) if args.variants else pick
         inc = evaluate([models[i] for i in pick], num_samples=args.inception, seed=args.seed, paired=0,
                        extractor="inception", metrics=("fid", "kid"), names=[names[i] for i in pick], verbose=True)
         write_json(out / "inception.json", inc)

@@ -37,8 +37,32 @@ def test_every_recorded_command_parses_to_the_config_of_its_run(argv):
         assert from_cli == cls(out=r["out"], **r["kwargs"]), r["name"]
         assert from_cli.steps == args.steps
         if r["kind"] == "distill":  # the scratch GANs train their discriminator on every image
-            assert from_cli.disc_batch == args.disc_batch
-            assert ("--disc-batch" in argv) == (args.disc_batch != 0)  # the default stays off the command
+            assert from_cli.disc_batch == args.disc_batch and "--disc-batch" in argv  # stated, even at 0
+
+
+@pytest.mark.parametrize("kind", ["distill", "train"])
+def test_no_setting_of_a_row_comes_from_todays_defaults(kind):
+    """Each row's command, parsed with every default replaced by a marker, still sets every setting that shapes the
+    weights (None-valued paths aside: no flag gives None; for distill rows the size settings added since, which
+    DISTILL_ADDED reads as a width's)."""
+    import argparse
+    import dataclasses
+
+    from gandistill.cli_args import add_config_flags
+    from gandistill.config import DISTILL_BOOKKEEPING
+
+    results, args = _args()
+    cls = DistillConfig if kind == "distill" else TrainConfig
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, cls)
+    marker = object()
+    parser.set_defaults(**{f.name: marker for f in dataclasses.fields(cls)})
+    for r in (r for r in results.plan(args, TEACHER_CFG) if r["kind"] == kind):
+        parsed = vars(parser.parse_args(shlex.split(r["command"])[2:]))
+        from_defaults = {k for k, v in parsed.items() if v is marker} - DISTILL_BOOKKEEPING - {"snapshot_every"}
+        expected = {"data_root", "classifier", "widths", "macs", "balance"} if kind == "distill" else \
+            {"data_root", "init_from"}
+        assert from_defaults == expected, (r["name"], from_defaults)
 
 
 def test_scratch_baseline_gets_a_wider_discriminator_and_ablations_zero_one_term():
@@ -105,7 +129,9 @@ def test_a_run_made_with_other_settings_is_refused_not_skipped(tmp_path, capsys)
     run.mkdir(parents=True)
     # a finished run from before --disc-batch existed (all images through the discriminators, not recorded), and
     # one setting that such an old state did not record and that has no old meaning (g_lr here)
-    config = {"teacher": "elsewhere/teacher", "width": 0.5, "steps": 1500, "batch_size": 64, "seed": 0}
+    # (a state then recorded lr_schedule and feature_kind: they came before disc_batch)
+    config = {"teacher": "elsewhere/teacher", "width": 0.5, "steps": 1500, "batch_size": 64, "seed": 0,
+              "lr_schedule": "cosine", "feature_kind": "mse"}
     torch.save({"kind": "distill", "step": 1500, "config": config}, run / "state.pt")
     argv = ["--teacher", str(teacher), "--out", str(tmp_path / "out"), "--widths", "0.5", "--ablate", "--steps",
             "1500"]
