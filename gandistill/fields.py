@@ -105,6 +105,11 @@ class ConfigMixin:
                 del data["layer_channels"]
         return data
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """``to_dict`` as a JSON file reads it back (tuples as lists): a record kept both in state.pt and in a
+        config.json then compares equal."""
+        return json.loads(json.dumps(self.to_dict()))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         if not isinstance(data, dict):

@@ -163,12 +163,12 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> RunResult:
         _check_resumable(state, cfg, "train")
         restore(state)
         segments[:0] = state.get("segments", [])
-        segments.append({"from_step": step, "config": cfg.to_dict()})
+        segments.append({"from_step": step, "config": cfg.to_json_dict()})
         # the optimizers' saved learning rates are not the run's settings: train at the configured ones
         _set_lrs({opt_g: cfg.g_lr, opt_d: cfg.d_lr}, lr_factor)
     else:
         _broadcast_start([G, D, G_ema], world)
-        segments.append({"from_step": 0, "config": cfg.to_dict()})
+        segments.append({"from_step": 0, "config": cfg.to_json_dict()})
         checkpoint()  # step 0: the "last good state" that non-finite recovery falls back to
     log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
 
@@ -450,10 +450,10 @@ def distill(config: DistillConfig | dict | None = None, **overrides) -> RunResul
                              f"start a new run")
         restore(state)
         segments[:0] = state.get("segments", [])
-        segments.append({"from_step": step, "config": cfg.to_dict()})
+        segments.append({"from_step": step, "config": cfg.to_json_dict()})
     else:
         _broadcast_start([student, student_ema, adapters, D], world)
-        segments.append({"from_step": 0, "config": cfg.to_dict()})
+        segments.append({"from_step": 0, "config": cfg.to_json_dict()})
         checkpoint()
     log = _Log(out / "log.jsonl", rank == 0, step if cfg.resume else None)
     if rank == 0:

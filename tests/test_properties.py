@@ -27,7 +27,7 @@ from gandistill.cli import build_parser, main
 EXAMPLES = int(os.environ.get("GANDISTILL_PROPERTY_EXAMPLES", "0"))
 CONFIGS = [C.DCGANConfig, C.StyleGAN2Config, C.ClassifierConfig, C.TrainConfig, C.DistillConfig,
            C.ClassifierTrainConfig, C.EvalConfig, C.ProfileConfig, C.DemoConfig]
-CROSS_FIELD = {"classifier"}  # rules about several fields name the one to change
+CROSS_FIELD = {"classifier", "disc_batch"}  # rules about several fields name the one to change (disc_batch: DemoConfig's 8 > a batch_size of 1)
 
 NAMES = ["cpu", "cuda", "cuda:1", "cuda:x", "tpu", "dcgan", "stylegan2", "biggan", "hinge", "wgan", "l1", "mse",
          "l1+mse", "prefix", "best", "train", "test", "val", "fashion-mnist", "synthetic", "none", "onnx", "fid",
