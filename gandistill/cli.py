@@ -26,6 +26,8 @@ from .config import (
     DISTILL_BOOKKEEPING,
     GAN_FAMILIES,
     MAX_SEED,
+    METRICS,
+    SPLITS,
     DemoConfig,
     DistillConfig,
     ProfileConfig,
@@ -378,10 +380,10 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--dataset", choices=DATASETS.names(), default=EvalConfig.dataset,
                    help="real images (default: %(default)s)")
-    p.add_argument("--split", choices=("train", "test"), default=EvalConfig.split,
+    p.add_argument("--split", choices=SPLITS, default=EvalConfig.split,
                    help="split of the real images (default: %(default)s)")
     p.add_argument("--metrics", type=_metric_list, default=list(EvalConfig.metrics),
-                   help="comma-separated subset of fid,kid,is (default: fid,kid,is)")
+                   help=f"comma-separated subset of {','.join(METRICS)} (default: {','.join(EvalConfig.metrics)})")
     p.add_argument("--extractor", choices=EXTRACTORS.names(), default=EvalConfig.extractor,
                    help="; ".join(f"{n}: {EXTRACTORS.get(n).description}" for n in EXTRACTORS)
                    + " (default: %(default)s)")

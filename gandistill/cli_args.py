@@ -179,7 +179,7 @@ def _float_list(text: str) -> list[float]:
 
 def _metric_list(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in ("fid", "kid", "is")]
+    bad = [v for v in values if v not in C.METRICS]
     if bad or not values:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of fid,kid,is, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(C.METRICS)}, got {text!r}")
     return values

@@ -47,6 +47,7 @@ FEATURE_KINDS = ("mse", "relative")  # losses.feature_loss
 LR_SCHEDULES = ("constant", "cosine", "linear")  # engine.lr_at
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")  # export.FORMATS
 SPLITS = ("train", "test")
+METRICS = ("fid", "kid", "is")  # evaluate()'s image metrics
 IMAGE_CHANNELS = (1, 3)
 STYLEGAN2_RESOLUTIONS = tuple(2**i for i in range(3, 11))  # 8, 16, ..., 1024
 
@@ -473,10 +474,10 @@ def _check_metrics(obj, name: str = "metrics") -> None:
     elif isinstance(metrics, (list, tuple)):
         metrics = tuple(metrics)
     else:
-        _fail("metrics", "must be a non-empty subset of fid, kid, is", metrics)
+        _fail("metrics", f"must be a non-empty subset of {', '.join(METRICS)}", metrics)
     object.__setattr__(obj, "metrics", metrics)
-    bad = [m for m in metrics if not isinstance(m, str) or m not in ("fid", "kid", "is")]
-    _check(not bad and len(metrics) > 0, "metrics", f"must be a non-empty subset of fid, kid, is; got "
+    bad = [m for m in metrics if not isinstance(m, str) or m not in METRICS]
+    _check(not bad and len(metrics) > 0, "metrics", f"must be a non-empty subset of {', '.join(METRICS)}; got "
                                                     f"{_show(bad or list(metrics))}")
 
 
@@ -490,7 +491,7 @@ class EvalConfig(ConfigMixin):
     dataset: str = field("fashion-mnist", help="dataset whose real images give the evaluation statistics",
                          check=_check_name)
     split: str = field("test", help="dataset split whose real images are compared against", choices=SPLITS)
-    metrics: tuple[str, ...] = field(("fid", "kid", "is"), help="metrics to compute", check=_check_metrics)
+    metrics: tuple[str, ...] = field(METRICS, help="metrics to compute", check=_check_metrics)
     extractor: str = field("fmnist-cnn", help="feature extractor for FID/KID/IS", check=_check_name)
     num_samples: int = _num_samples()
     seed: int = _run("seed")
