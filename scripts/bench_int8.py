@@ -7,7 +7,9 @@ Both sessions live in one process, with gandistill's session settings (gandistil
 by gandistill.timing in alternating rounds with a settle pause between turns (each session's threads spin after
 a run), so machine load drifts over both alike; each cell is the median over rounds of one round's img/s.
 `gandistill profile` times the same way, PyTorch modules included. --ops adds onnxruntime's own per-node
-timing at the largest batch size: which operators the time goes to in each file.
+timing at the largest batch size: which operators the time goes to in each file; --layers the same per node;
+--settings times each file under gandistill's session settings against the alternatives (no layout
+optimisation, no spinning), the measurement behind them (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -47,6 +49,31 @@ def interleaved(sessions: dict, z: np.ndarray, rounds: int, seconds: float, warm
     runs = max(1, int(seconds / max((time.perf_counter() - start) / len(calls), 1e-6)))
     timed = compare(calls, rounds=rounds, runs=runs, warmup=warmup)
     return {name: len(z) / t["s"] for name, t in timed.items()}
+
+
+SETTINGS = {  # label -> (graph optimisation level name, allow spinning)
+    "ORT_ENABLE_ALL (gandistill)": ("ORT_ENABLE_ALL", "1"),
+    "ORT_ENABLE_EXTENDED": ("ORT_ENABLE_EXTENDED", "1"),
+    "ORT_ENABLE_ALL, spinning off": ("ORT_ENABLE_ALL", "0"),
+}
+
+
+def settings_img_s(path: str, threads: int, batch_sizes: list[int], rounds: int = 5) -> dict:
+    """batch -> setting -> img/s of one file under each of SETTINGS, interleaved (gandistill.timing)."""
+    sessions = {}
+    for label, (level, spin) in SETTINGS.items():
+        options = session_options(threads)
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        sessions[label] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    z_dim = next(iter(sessions.values())).get_inputs()[0].shape[1]
+    out = {}
+    for n in batch_sizes:
+        z = np.random.default_rng(0).standard_normal((n, z_dim), dtype=np.float32)
+        calls = {k: (lambda s=s, z=z: s.run(None, {s.get_inputs()[0].name: z})) for k, s in sessions.items()}
+        timed = compare(calls, rounds=rounds, runs=20 if n > 1 else 200, warmup=3, budget_s=4.0)
+        out[n] = {k: n / v["s"] for k, v in timed.items()}
+    return out
 
 
 def node_events(path: str, threads: int, z: np.ndarray, runs: int = 20) -> list[dict]:
@@ -137,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per batch size (default: 7)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one round (default: 1.0)")
     parser.add_argument("--ops", action="store_true", help="also print per-operator time at the largest batch")
+    parser.add_argument("--settings", action="store_true",
+                        help="also time each file under gandistill's onnxruntime settings and the alternatives")
     parser.add_argument("--layers", action="store_true",
                         help="also print each node's time, MACs and GMAC/s at the largest batch (why a form is slow)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
@@ -190,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
                 rate = f"{x['gmac_s']:.1f}" if x["gmac_s"] else ""
                 print(f"| {x['node']} | {x['op']} | {x['output'][0] if x['output'] else ''} | {x['macs']:,} | "
                       f"{x['us']:,.0f} | {rate} |")
+    if args.settings:
+        result["settings_img_s"] = {name: settings_img_s(p, args.threads, args.batch_sizes, args.rounds)
+                                    for name, p in paths.items()}
+        print("\n| file | batch | " + " | ".join(SETTINGS) + " |\n|---|---|" + "---:|" * len(SETTINGS))
+        for name, per_batch in result["settings_img_s"].items():
+            for n, rates in per_batch.items():
+                print(f"| {name} | {n} | " + " | ".join(f"{rates[k]:,.0f}" for k in SETTINGS) + " |")
     if args.ops:
         for name, ops in result["op_us"].items():
             print(f"{name} at batch {max(args.batch_sizes)}, us per run by operator: "

@@ -230,7 +230,7 @@ def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(SCRIPT.parent / "bench_int8.py"), str(float_result.path),
                            str(int8_result.path), "--threads", "1", "--batch-sizes", "1", "4", "--rounds", "2",
-                           "--seconds", "0.05", "--ops", "--layers", "--json", str(out)],
+                           "--seconds", "0.05", "--ops", "--layers", "--settings", "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| int8 / float |" in proc.stdout and "img/s batch 4" in proc.stdout
@@ -246,6 +246,10 @@ def test_bench_int8_script_prints_the_interleaved_table(pair, tmp_path):
     float_macs = sum(x["macs"] for x in result["layers"]["float"])
     assert float_macs >= 4 * result["files"]["float"]["macs"]  # batch 4; sub-pixel forms count their zero taps
     assert "| node | op | output | MACs |" in proc.stdout
+    # the session settings gandistill uses, against the alternatives, per file and batch size
+    settings = result["settings_img_s"]["int8"]["4"]
+    assert set(settings) == {"ORT_ENABLE_ALL (gandistill)", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL, spinning off"}
+    assert all(v > 0 for v in settings.values())
 
 
 def _recording_runner(seen: list):
