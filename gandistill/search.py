@@ -102,7 +102,8 @@ class SearchConfig(ConfigMixin):
 
     def run_config(self, counts: tuple[int, ...], seed: int, resume: bool) -> DistillConfig:
         return DistillConfig(**{**self.recipe, "teacher": self.teacher, "out": str(Path(self.out) / run_name(counts, seed)),
-                                "widths": tuple(counts), "steps": self.steps, "seed": seed, "resume": resume})
+                                "widths": tuple(counts), "steps": self.steps, "seed": seed, "resume": resume,
+                                "device": self.device})
 
 
 def run_name(counts, seed: int) -> str:
