@@ -235,7 +235,10 @@ def model_config(family: str, **kwargs):
 
 
 # fields several configs share (most of them how a run steps, logs and saves), each stated once: _run(name)
+_DATA = "dataset name (for distill also 'none': data-free, teacher images count as real)"
 _RUN_FIELDS: dict[str, dict] = {
+    "data": dict(default="fashion-mnist", help=_DATA, check=_check_name),
+    "split": dict(default="train", help="dataset split to train on", choices=SPLITS),
     "data_root": dict(default=None, path=True, help="folder holding the dataset (default: search $GANDISTILL_DATA, "
                                                     "then system folders)"),
     "seed": dict(default=0, help="random seed", check=_check_seed),
@@ -265,8 +268,6 @@ def _run(name: str, default=dataclasses.MISSING):
     return field(**{**_RUN_FIELDS[name], **({} if default is dataclasses.MISSING else {"default": default})})
 
 
-_DATA = "dataset name (for distill also 'none': data-free, teacher images count as real)"
-
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigMixin):
@@ -280,9 +281,9 @@ class TrainConfig(ConfigMixin):
                                    "resolution, doubling below it up to 4x)")
     width: float = _width()
     d_width: float = _width(help="the discriminator's width multiplier")
-    data: str = field("fashion-mnist", help=_DATA, check=_check_name)
+    data: str = _run("data")
     data_root: str | None = _run("data_root")
-    split: str = field("train", help="dataset split to train on", choices=SPLITS)
+    split: str = _run("split")
     holdout: int = _at_least_0(0, "keep the last N images of the split out of training (for checkpoint selection)")
     steps: int = _run("steps", 10_000)
     batch_size: int = _run("batch_size")
@@ -367,9 +368,9 @@ class DistillConfig(ConfigMixin):
     # and 47.8 +- 0.4 with l1, and at 13,000 steps 12.78 / 41.27 against 15.60 / 42.35 (docs/recipe.md)
     init: str = field("prefix", choices=INITS, help="how the student inherits the teacher: l1 (largest filters), "
                       "prefix (first k), random, or svs (l1 with each weight's singular values evened out)")
-    data: str = field("fashion-mnist", help=_DATA, check=_check_name)
+    data: str = _run("data")
     data_root: str | None = _run("data_root")
-    split: str = field("train", help="dataset split to train on", choices=SPLITS)
+    split: str = _run("split")
     steps: int = _run("steps", 3000)
     batch_size: int = _run("batch_size")
     # lr 1e-3 with cosine decay: fid10k[fmnist-cnn] 31.2 +- 1.6 (3 seeds) against 46.0 at a constant 2e-4 for the
